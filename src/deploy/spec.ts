@@ -28,10 +28,11 @@ export const RouteSchema = z
   .string()
   .regex(/^\/[A-Za-z0-9._~\-/]*$/, "a route is an absolute path such as /sum")
   .transform((r) => (r.length > 1 ? r.replace(/\/+$/, "") : r))
-  .refine(
-    (r) => !RESERVED_PREFIXES.some((p) => r === p || r.startsWith(`${p}/`)) && r !== "/",
-    (r) => ({ message: `route "${r}" is reserved for funcd (${RESERVED_PREFIXES.join(", ")} and /)` }),
-  );
+  .superRefine((r, ctx) => {
+    if (r === "/" || RESERVED_PREFIXES.some((p) => r === p || r.startsWith(`${p}/`))) {
+      ctx.addIssue({ code: "custom", message: `route "${r}" is reserved for funcd (${RESERVED_PREFIXES.join(", ")} and /)` });
+    }
+  });
 
 /**
  * The function spec users write in `funcd.yaml` and send to the API. It holds no

@@ -1,0 +1,49 @@
+import type { FastifyError, FastifyInstance } from "fastify";
+import { hasZodFastifySchemaValidationErrors } from "fastify-type-provider-zod";
+import { type ErrorCode, FuncdError, messageOf } from "../shared/errors.js";
+
+/** Fastify's own error codes, mapped onto ours so every answer is problem+json with a stable type. */
+const FASTIFY_CODES: Record<string, ErrorCode> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: "PAYLOAD_TOO_LARGE",
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: "UNSUPPORTED_MEDIA_TYPE",
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: "BAD_REQUEST",
+  FST_ERR_CTP_EMPTY_JSON_BODY: "BAD_REQUEST",
+  FST_ERR_CTP_INVALID_JSON_BODY: "BAD_REQUEST",
+};
+
+/** Turns whatever a route threw into a FuncdError. */
+export function toFuncdError(err: unknown): FuncdError {
+  if (err instanceof FuncdError) return err;
+  if (hasZodFastifySchemaValidationErrors(err)) {
+    const errors = err.validation.map((v) => ({
+      path: v.instancePath.replace(/^\//, "").replaceAll("/", ".") || "(body)",
+      message: v.message ?? "invalid",
+    }));
+    const onName = errors.some((e) => e.path === "name");
+    const summary = errors.map((e) => `${e.path}: ${e.message}`).join("; ");
+    return new FuncdError(onName ? "INVALID_NAME" : "VALIDATION_FAILED", `Invalid request: ${summary}`, {
+      extra: { errors },
+    });
+  }
+  const fastifyError = err as FastifyError;
+  const mapped = fastifyError.code ? FASTIFY_CODES[fastifyError.code] : undefined;
+  if (mapped) return new FuncdError(mapped, fastifyError.message);
+  if (fastifyError.statusCode && fastifyError.statusCode < 500) {
+    return new FuncdError("BAD_REQUEST", fastifyError.message);
+  }
+  return new FuncdError("INTERNAL", `Internal error: ${messageOf(err)}`, { cause: err });
+}
+
+/** Installs problem+json error and not-found handlers. */
+export function installProblemHandlers(app: FastifyInstance): void {
+  app.setErrorHandler((err, request, reply) => {
+    const error = toFuncdError(err);
+    if (error.status >= 500) request.log.error({ err }, "request failed");
+    if (error.retryAfter !== undefined) reply.header("retry-after", error.retryAfter);
+    return reply.code(error.status).type("application/problem+json").send(error.toProblem(request.url));
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const error = new FuncdError("NOT_FOUND", `Nothing at ${request.method} ${request.url.split("?")[0]}`);
+    return reply.code(404).type("application/problem+json").send(error.toProblem(request.url));
+  });
+}

@@ -1,0 +1,81 @@
+import { timingSafeEqual } from "node:crypto";
+import swagger from "@fastify/swagger";
+import swaggerUi from "@fastify/swagger-ui";
+import type { FastifyInstance } from "fastify";
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
+import { dashboardPage } from "../dashboard/page.js";
+import type { DaemonMetrics } from "../observability/metrics.js";
+import { FuncdError } from "../shared/errors.js";
+import { installProblemHandlers } from "./errors.js";
+import { type FunctionRoutesDeps, functionRoutes } from "./functions.js";
+
+export interface ApiDeps extends FunctionRoutesDeps {
+  metrics: DaemonMetrics;
+  token: string;
+  version: string;
+}
+
+/** Paths the control plane answers; everything else is an invocation for the gateway. */
+export function isControlPath(pathname: string): boolean {
+  return (
+    pathname === "/" ||
+    pathname.startsWith("/api/") ||
+    pathname === "/api" ||
+    pathname === "/healthz" ||
+    pathname === "/metrics" ||
+    pathname === "/ui" ||
+    pathname.startsWith("/ui/")
+  );
+}
+
+/** Registers the control API, its OpenAPI document and docs UI, health and metrics on `app`. */
+export async function registerApi(app: FastifyInstance, deps: ApiDeps): Promise<void> {
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  installProblemHandlers(app);
+
+  for (const type of ["application/gzip", "application/x-gzip", "application/octet-stream"]) {
+    app.addContentTypeParser(type, { parseAs: "buffer" }, (_req, body, done) => done(null, body));
+  }
+
+  const expected = Buffer.from(`Bearer ${deps.token}`);
+  app.addHook("onRequest", async (request) => {
+    const path = request.url;
+    if (!path.startsWith("/api/") || path.startsWith("/api/docs")) return;
+    const given = Buffer.from(request.headers.authorization ?? "");
+    // Constant-time compare so the token cannot be guessed byte by byte from timings.
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      throw new FuncdError(
+        "UNAUTHORIZED",
+        "Send the admin token as 'Authorization: Bearer <token>' (it is in the token file of the data dir, or FUNCD_TOKEN)",
+      );
+    }
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      info: { title: "funcd control API", version: deps.version, description: "Deploy, inspect and manage functions." },
+      components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
+      security: [{ bearer: [] }],
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(swaggerUi, { routePrefix: "/api/docs" });
+
+  app.get("/", { schema: { hide: true } }, async () => ({
+    name: "funcd",
+    version: deps.version,
+    api: "/api/v1",
+    docs: "/api/docs",
+    dashboard: "/ui/",
+    invoke: "/function/<name>",
+  }));
+  app.get("/healthz", { schema: { hide: true } }, async () => ({ status: "ok", functions: deps.store.functions.list().length }));
+  app.get("/metrics", { schema: { hide: true } }, async (_request, reply) =>
+    reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics()),
+  );
+  app.get("/ui", { schema: { hide: true } }, async (_request, reply) => reply.redirect("/ui/"));
+  app.get("/ui/", { schema: { hide: true } }, async (_request, reply) => reply.type("text/html; charset=utf-8").send(dashboardPage()));
+
+  await app.register(functionRoutes(deps));
+}

@@ -1,0 +1,186 @@
+import { randomBytes } from "node:crypto";
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import path from "node:path";
+import Fastify, { type FastifyBaseLogger } from "fastify";
+import { Pool } from "undici";
+import { isControlPath, registerApi } from "./api/index.js";
+import { ArtifactCache } from "./builder/artifacts.js";
+import { RuntimeRegistry } from "./builder/runtimes.js";
+import { type Config, PACKAGE_ROOT } from "./config/config.js";
+import { Deployer } from "./deploy/deployer.js";
+import type { Driver, InstanceAddress } from "./drivers/driver.js";
+import { ProcessDriver } from "./drivers/process/index.js";
+import { Gateway } from "./gateway/gateway.js";
+import { RouteTable } from "./gateway/routes.js";
+import { ExecutionRecorder } from "./observability/executions.js";
+import { LogHub } from "./observability/log-hub.js";
+import { DaemonMetrics } from "./observability/metrics.js";
+import { Fleet } from "./scaler/fleet.js";
+import { type Clock, systemClock } from "./shared/clock.js";
+import { createLogger, type Logger } from "./shared/logger.js";
+import { openSqliteStore } from "./store/sqlite/index.js";
+import type { Store } from "./store/types.js";
+
+export const VERSION: string = (
+  JSON.parse(readFileSync(path.join(PACKAGE_ROOT, "package.json"), "utf8")) as { version: string }
+).version;
+
+export interface AppOverrides {
+  logger?: Logger;
+  clock?: Clock;
+  driver?: Driver;
+  store?: Store;
+}
+
+export interface App {
+  readonly config: Config;
+  readonly server: http.Server;
+  readonly deployer: Deployer;
+  readonly store: Store;
+  readonly token: string;
+  /** Where the token is kept, or null when it came from FUNCD_TOKEN. */
+  readonly tokenFile: string | null;
+  readonly logger: Logger;
+  /** Listens on the configured host/port; resolves with the base URL. */
+  listen(): Promise<string>;
+  /** Stops accepting, stops every instance, flushes records and closes the store. */
+  close(): Promise<void>;
+}
+
+/**
+ * The composition root: wires store, driver, fleet, gateway and API from a
+ * config. Listening is separate (`listen`) so tests can build an app in-process.
+ */
+export async function createApp(config: Config, overrides: AppOverrides = {}): Promise<App> {
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  // The data dir holds the token and the database: only the daemon's user may enter it.
+  chmodSync(config.dataDir, 0o700);
+  const logger = overrides.logger ?? createLogger(config.logLevel);
+  const clock = overrides.clock ?? systemClock;
+  const { token, tokenFile } = ensureToken(config);
+  const store = overrides.store ?? openSqliteStore(path.join(config.dataDir, "funcd.db"), { logsPerFunction: config.logsPerFunction });
+  const metrics = new DaemonMetrics();
+  const logs = new LogHub(store.logs, clock);
+  const recorder = new ExecutionRecorder(store.executions, clock);
+  const runtimes = new RuntimeRegistry(config.templatesDir);
+  const artifacts = new ArtifactCache(path.join(config.dataDir, "artifacts"), store.blobs);
+  const driver =
+    overrides.driver ??
+    new ProcessDriver({
+      templatesDir: config.templatesDir,
+      runDir: path.join(config.dataDir, "run"),
+      logSink: logs.sink,
+      logger: logger.child({ component: "process-driver" }),
+      sandbox: config.sandbox,
+    });
+  const removed = await driver.reconcile();
+  if (removed.removed > 0) logger.info({ removed: removed.removed }, "removed instances left by a previous run");
+
+  const fleet = new Fleet({
+    driver,
+    clock,
+    logger: logger.child({ component: "fleet" }),
+    metrics,
+    connect: connectInstance,
+    systemLog: (functionName, revisionId, instanceId, text) =>
+      logs.sink({ time: clock.now(), functionName, revisionId, instanceId, stream: "system", text }),
+    coldStartWaitMs: config.coldStartWaitMs,
+  });
+  const routes = new RouteTable();
+  const deployer = new Deployer({
+    store,
+    fleet,
+    routes,
+    artifacts,
+    runtimes,
+    clock,
+    logger: logger.child({ component: "deployer" }),
+    maxCodeBytes: config.maxCodeBytes,
+    maxMemoryMb: config.maxMemoryMb,
+  });
+  const gateway = new Gateway({
+    routes,
+    fleet,
+    metrics,
+    recorder,
+    clock,
+    logger: logger.child({ component: "gateway" }),
+    maxBodyBytes: config.maxBodyBytes,
+    timeoutOf: (name) => store.functions.get(name)?.spec.timeout ?? 30_000,
+  });
+
+  const fastify = Fastify({
+    loggerInstance: logger.child({ component: "api" }) as FastifyBaseLogger,
+    disableRequestLogging: true,
+    // Code arrives base64 inside JSON: a third larger than the archive it carries.
+    bodyLimit: Math.ceil(config.maxCodeBytes * 1.4) + 1024 * 1024,
+    serverFactory: (handler) =>
+      http.createServer((req, res) => {
+        const url = req.url ?? "/";
+        const q = url.indexOf("?");
+        const pathname = q === -1 ? url : url.slice(0, q);
+        if (isControlPath(pathname)) handler(req, res);
+        else gateway.handle(req, res);
+      }),
+  });
+  await registerApi(fastify, { store, fleet, deployer, logs, metrics, token, version: VERSION });
+  await fastify.ready();
+  await deployer.restore();
+
+  const server = fastify.server;
+  // Gateway connections are reused by clients and benchmark tools; keep them open longer than theirs.
+  server.keepAliveTimeout = 65_000;
+
+  let closed = false;
+  return {
+    config,
+    server,
+    deployer,
+    store,
+    token,
+    tokenFile,
+    logger,
+    async listen() {
+      await fastify.listen({ port: config.port, host: config.host });
+      const address = server.address() as AddressInfo;
+      const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+      return `http://${host}:${address.port}`;
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      server.closeIdleConnections?.();
+      const closing = fastify.close();
+      await fleet.dispose();
+      await driver.dispose();
+      server.closeAllConnections?.();
+      await closing;
+      recorder.close();
+      logs.close();
+      store.close();
+    },
+  };
+}
+
+/** One keep-alive pool per instance; unix socket or TCP. */
+function connectInstance(address: InstanceAddress, connections: number): Pool {
+  const options = { connections, keepAliveTimeout: 60_000, keepAliveMaxTimeout: 600_000, pipelining: 1 };
+  if ("socketPath" in address) return new Pool("http://localhost", { ...options, socketPath: address.socketPath });
+  return new Pool(`http://${address.host}:${address.port}`, options);
+}
+
+/** The admin token: FUNCD_TOKEN when set, else a random one kept in `<dataDir>/token` (0600). */
+function ensureToken(config: Config): { token: string; tokenFile: string | null } {
+  if (config.token) return { token: config.token, tokenFile: null };
+  const file = path.join(config.dataDir, "token");
+  if (existsSync(file)) {
+    const token = readFileSync(file, "utf8").trim();
+    if (token.length >= 16) return { token, tokenFile: file };
+  }
+  const token = randomBytes(24).toString("base64url");
+  writeFileSync(file, `${token}\n`, { mode: 0o600 });
+  chmodSync(file, 0o600);
+  return { token, tokenFile: file };
+}

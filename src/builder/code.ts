@@ -1,0 +1,130 @@
+import path from "node:path";
+import { Parser, type ReadEntry } from "tar";
+import { FuncdError } from "../shared/errors.js";
+
+/** One file of uploaded function code, validated and in memory. */
+export interface CodeFile {
+  path: string;
+  data: Buffer;
+  mode: number;
+}
+
+export interface IntakeLimits {
+  /** Total bytes of all files (uncompressed). */
+  maxBytes: number;
+  maxFiles?: number;
+}
+
+/** Normalises a relative path and refuses anything that would leave the function folder. */
+export function safeRelativePath(raw: string): string {
+  const cleaned = raw.replaceAll("\\", "/").replace(/^\.\/+/, "");
+  const normal = path.posix.normalize(cleaned);
+  if (
+    cleaned === "" ||
+    path.posix.isAbsolute(cleaned) ||
+    normal === ".." ||
+    normal.startsWith("../") ||
+    normal.split("/").includes("..") ||
+    cleaned.includes("\0")
+  ) {
+    throw new FuncdError("INVALID_ARCHIVE", `File path "${raw}" leaves the function folder`);
+  }
+  return normal.replace(/\/$/, "");
+}
+
+/** Code sent as a JSON map of path → text or `{ base64 }`. */
+export function filesFromMap(
+  files: Record<string, string | { base64: string }>,
+  limits: IntakeLimits,
+): CodeFile[] {
+  const out: CodeFile[] = [];
+  let total = 0;
+  for (const [raw, content] of Object.entries(files)) {
+    const data = typeof content === "string" ? Buffer.from(content, "utf8") : Buffer.from(content.base64, "base64");
+    total += data.length;
+    if (total > limits.maxBytes) tooLarge(limits.maxBytes);
+    out.push({ path: safeRelativePath(raw), data, mode: 0o644 });
+  }
+  return checkCount(dedupe(out), limits);
+}
+
+/**
+ * Code sent as a .tar.gz. Symlinks are kept only when they point inside the
+ * tree (stored as a copy of their target); hard links, devices and links that
+ * leave the tree are refused, and the uncompressed size is bounded so a small
+ * archive cannot expand without limit.
+ */
+export async function filesFromArchive(archive: Buffer, limits: IntakeLimits): Promise<CodeFile[]> {
+  const files = new Map<string, CodeFile>();
+  const links: { path: string; target: string }[] = [];
+  let total = 0;
+  let failure: FuncdError | undefined;
+
+  await new Promise<void>((resolve, reject) => {
+    const parser = new Parser({
+      strict: true,
+      onwarn: (_code, message) => {
+        failure ??= new FuncdError("INVALID_ARCHIVE", `The code archive is not a valid .tar.gz: ${message}`);
+      },
+    });
+    parser.on("entry", (entry: ReadEntry) => {
+      try {
+        if (failure) return entry.resume();
+        const rel = entry.path.replace(/^\.\/?/, "");
+        if (rel === "" || entry.type === "Directory") return entry.resume();
+        const safe = safeRelativePath(rel);
+        if (entry.type === "SymbolicLink") {
+          const target = path.posix.normalize(path.posix.join(path.posix.dirname(safe), entry.linkpath ?? ""));
+          if (path.posix.isAbsolute(entry.linkpath ?? "") || target.startsWith("../") || target === "..") {
+            throw new FuncdError("INVALID_ARCHIVE", `Link "${safe}" points outside the function folder (${entry.linkpath})`);
+          }
+          links.push({ path: safe, target });
+          return entry.resume();
+        }
+        if (entry.type !== "File" && entry.type !== "OldFile" && entry.type !== "ContiguousFile") {
+          throw new FuncdError("INVALID_ARCHIVE", `Archive entry "${safe}" is a ${entry.type}; only files and folders are accepted`);
+        }
+        const chunks: Buffer[] = [];
+        entry.on("data", (chunk: Buffer) => {
+          total += chunk.length;
+          if (total > limits.maxBytes) {
+            failure ??= new FuncdError("PAYLOAD_TOO_LARGE", `The code unpacks to more than ${limits.maxBytes} bytes`);
+            return;
+          }
+          chunks.push(chunk);
+        });
+        entry.on("end", () => {
+          files.set(safe, { path: safe, data: Buffer.concat(chunks), mode: (entry.mode ?? 0o644) & 0o755 });
+        });
+      } catch (err) {
+        failure ??= err as FuncdError;
+        entry.resume();
+      }
+    });
+    parser.on("end", resolve);
+    parser.on("error", (err: Error) => reject(new FuncdError("INVALID_ARCHIVE", `The code archive is not a valid .tar.gz: ${err.message}`)));
+    parser.end(archive);
+  });
+  if (failure) throw failure;
+  for (const link of links) {
+    const target = files.get(link.target);
+    if (!target) throw new FuncdError("INVALID_ARCHIVE", `Link "${link.path}" points to "${link.target}", which is not a file in the archive`);
+    files.set(link.path, { ...target, path: link.path });
+  }
+  return checkCount([...files.values()], limits);
+}
+
+function dedupe(files: CodeFile[]): CodeFile[] {
+  const map = new Map(files.map((f) => [f.path, f]));
+  return [...map.values()];
+}
+
+function checkCount(files: CodeFile[], limits: IntakeLimits): CodeFile[] {
+  const max = limits.maxFiles ?? 10_000;
+  if (files.length > max) throw new FuncdError("PAYLOAD_TOO_LARGE", `The code has ${files.length} files; at most ${max} are accepted`);
+  return files.sort((a, b) => (a.path < b.path ? -1 : 1));
+}
+
+function tooLarge(max: number): never {
+  throw new FuncdError("PAYLOAD_TOO_LARGE", `The code is larger than ${max} bytes`);
+}

@@ -1,0 +1,54 @@
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+import { FuncdError } from "../shared/errors.js";
+
+const TemplateMetaSchema = z.object({
+  runtime: z.string(),
+  language: z.string().optional(),
+  command: z.array(z.string()).min(1),
+  extensions: z.array(z.string()).default([]),
+  dependencyFile: z.string().optional(),
+  defaultHandler: z.string().default("handler.main"),
+  aliases: z.array(z.string()).default([]),
+});
+
+export type TemplateMeta = z.output<typeof TemplateMetaSchema> & { dir: string };
+
+/**
+ * The runtimes funcd can run: one folder per runtime under `templates/`, each
+ * described by its `template.yaml`. Nothing outside `templates/` knows a language;
+ * this registry is how the rest of funcd asks.
+ */
+export class RuntimeRegistry {
+  readonly #byName = new Map<string, TemplateMeta>();
+
+  constructor(templatesDir: string) {
+    if (!existsSync(templatesDir)) return;
+    for (const entry of readdirSync(templatesDir, { withFileTypes: true })) {
+      const file = path.join(templatesDir, entry.name, "template.yaml");
+      if (!entry.isDirectory() || !existsSync(file)) continue;
+      const meta = TemplateMetaSchema.parse(parseYaml(readFileSync(file, "utf8")));
+      const template = { ...meta, dir: path.join(templatesDir, entry.name) };
+      this.#byName.set(meta.runtime, template);
+      for (const alias of meta.aliases) this.#byName.set(alias, template);
+    }
+  }
+
+  names(): string[] {
+    return [...this.#byName.keys()].sort();
+  }
+
+  get(runtime: string): TemplateMeta {
+    const meta = this.#byName.get(runtime);
+    if (!meta) {
+      throw new FuncdError(
+        "UNKNOWN_RUNTIME",
+        `Runtime "${runtime}" is not installed; available: ${this.names().join(", ") || "(none)"}`,
+        { extra: { available: this.names() } },
+      );
+    }
+    return meta;
+  }
+}

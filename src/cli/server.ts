@@ -1,0 +1,98 @@
+import path from "node:path";
+import type { Command } from "commander";
+import { type App, createApp } from "../app.js";
+import { loadConfig } from "../config/config.js";
+import type { DeployRequest } from "../deploy/spec.js";
+import { FuncdError, messageOf } from "../shared/errors.js";
+import { packFolder } from "./pack.js";
+import { readStack } from "./stack.js";
+
+interface ServerFlags {
+  port?: string;
+  host?: string;
+  dataDir?: string;
+  sandbox?: string;
+  logLevel?: string;
+  config?: string;
+  up?: string;
+  token?: string;
+}
+
+/** `funcd server`: parse config once, start the daemon, deploy the stack file, print where things are. */
+export function registerServer(program: Command): void {
+  program
+    .command("server")
+    .alias("start")
+    .description("Run the funcd daemon (process driver + SQLite in the data dir)")
+    .option("-p, --port <port>", "port to listen on (FUNCD_PORT, default 8080)")
+    .option("--host <host>", "address to bind (FUNCD_HOST, default 127.0.0.1)")
+    .option("--sandbox <mode>", "auto | bwrap | none (FUNCD_SANDBOX)")
+    .option("--log-level <level>", "fatal | error | warn | info | debug (FUNCD_LOG_LEVEL)")
+    .option("-c, --config <file>", "YAML config file (FUNCD_CONFIG)")
+    .option("--up <stack>", "deploy this stack file (e.g. funcd.yaml) once the daemon is up")
+    .action(async (_opts: ServerFlags, command: Command) => {
+      const flags = command.optsWithGlobals<ServerFlags>();
+      const config = loadConfig({
+        flags: {
+          port: flags.port,
+          host: flags.host,
+          dataDir: flags.dataDir,
+          sandbox: flags.sandbox,
+          logLevel: flags.logLevel,
+          up: flags.up,
+        },
+        ...(flags.config ? { file: flags.config } : {}),
+      });
+      const app = await createApp(config);
+      const url = await app.listen();
+      const print = (line = "") => process.stdout.write(`${line}\n`);
+      print();
+      print(`funcd ${url}`);
+      print(`  invoke     ${url}/function/<name>`);
+      print(`  API        ${url}/api/v1   (token: ${app.tokenFile ?? "from FUNCD_TOKEN"})`);
+      print(`  API docs   ${url}/api/docs`);
+      print(`  dashboard  ${url}/ui/`);
+      print(`  metrics    ${url}/metrics`);
+      print(`  data dir   ${config.dataDir}`);
+      print();
+      if (config.up) await deployStack(app, config.up, url, print);
+
+      let stopping = false;
+      const stop = (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        app.logger.info({ signal }, "stopping");
+        app.close().then(
+          () => process.exit(0),
+          (err: unknown) => {
+            process.stderr.write(`Error while stopping: ${messageOf(err)}\n`);
+            process.exit(1);
+          },
+        );
+      };
+      process.on("SIGINT", () => stop("SIGINT"));
+      process.on("SIGTERM", () => stop("SIGTERM"));
+    });
+}
+
+async function deployStack(app: App, file: string, url: string, print: (line?: string) => void): Promise<void> {
+  const stack = await readStack(path.resolve(file));
+  print(`Deploying ${stack.functions.length} function(s) from ${file}:`);
+  for (const fn of stack.functions) {
+    try {
+      const packed = await packFolder(fn.dir);
+      const result = await app.deployer.deploy({
+        ...fn.spec,
+        name: fn.name,
+        archive: packed.archive.toString("base64"),
+      } as DeployRequest);
+      const routes = result.function.spec.routes.map((r) => `${url}${r}`);
+      const state = result.changed ? `revision #${result.revision.number}` : `unchanged (#${result.revision.number})`;
+      print(`  ✓ ${fn.name.padEnd(12)} ${url}/function/${fn.name}${routes.length ? `  ${routes.join(" ")}` : ""}  ${state}`);
+    } catch (err) {
+      const detail = err instanceof FuncdError ? `${err.title}: ${err.message}` : messageOf(err);
+      print(`  ✗ ${fn.name.padEnd(12)} ${detail}`);
+    }
+  }
+  print();
+}

@@ -1,0 +1,89 @@
+import { resolve } from "node:path";
+import type { Command } from "commander";
+import { FUNCTION_NAME } from "../../deploy/spec.js";
+import { collect, duration, integer, keyValue } from "../args.js";
+import { contextFor, type CliDeps } from "../context.js";
+import { deployFunction } from "../deployer.js";
+import { usageError } from "../errors.js";
+import { folderName, readFolderDefaults, type SpecFields } from "../stack.js";
+
+interface DeployOptions {
+  name?: string;
+  runtime?: string;
+  handler?: string;
+  route?: string[];
+  env?: Record<string, string>;
+  memory?: number;
+  timeout?: string;
+  concurrency?: number;
+  min?: number;
+  max?: number;
+  idleTimeout?: string;
+}
+
+const asRecord = (value: unknown): Record<string, unknown> =>
+  typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+
+/** Flags over the folder's spec file: scalar flags replace, `--env` merges, `--route` replaces the list. */
+export function mergeSpec(defaults: SpecFields, options: DeployOptions): SpecFields {
+  const spec: SpecFields = { ...defaults };
+  if (options.runtime !== undefined) spec.runtime = options.runtime;
+  if (options.handler !== undefined) spec.handler = options.handler;
+  if (options.memory !== undefined) spec.memory = options.memory;
+  if (options.timeout !== undefined) spec.timeout = options.timeout;
+  if (options.concurrency !== undefined) spec.concurrency = options.concurrency;
+  if (options.route && options.route.length > 0) spec.routes = options.route;
+  if (options.env) spec.env = { ...asRecord(defaults.env), ...options.env };
+  if (options.min !== undefined || options.max !== undefined || options.idleTimeout !== undefined) {
+    spec.scale = {
+      ...asRecord(defaults.scale),
+      ...(options.min === undefined ? {} : { min: options.min }),
+      ...(options.max === undefined ? {} : { max: options.max }),
+      ...(options.idleTimeout === undefined ? {} : { idleTimeout: options.idleTimeout }),
+    };
+  }
+  return spec;
+}
+
+export function register(program: Command, deps: CliDeps): void {
+  program
+    .command("deploy")
+    .description("pack a function folder and deploy it (a new revision when anything changed)")
+    .argument("[dir]", "the function folder", ".")
+    .option("-n, --name <name>", "function name (default: from funcd.yaml in the folder, else the folder's name)")
+    .option("--runtime <runtime>", "runtime, e.g. nodejs20 (default nodejs20)")
+    .option("--handler <file.export>", "handler, e.g. handler.main (default handler.main)")
+    .option("--route <path>", "extra public path, e.g. /sum (repeatable)", collect)
+    .option("-e, --env <KEY=VALUE>", "environment variable (repeatable)", keyValue)
+    .option("--memory <MiB>", "memory limit in MiB", integer(32, 65_536))
+    .option("--timeout <duration>", "per-invocation timeout, e.g. 30s", duration)
+    .option("--concurrency <n>", "requests in flight per instance", integer(1, 1000))
+    .option("--min <n>", "instances kept running", integer(0, 100))
+    .option("--max <n>", "instances at most", integer(1, 100))
+    .option("--idle-timeout <duration>", "stop idle instances after, e.g. 5m", duration)
+    .addHelpText(
+      "after",
+      `
+Examples:
+  $ funcd deploy ./sum
+  $ funcd deploy ./sum --name adder --route /add --env GREETING=hi --timeout 10s
+  $ funcd deploy . --min 1 --max 5
+
+A funcd.yaml or function.yaml in the folder gives defaults; flags win.`,
+    )
+    .action(async (dir: string, options: DeployOptions, command: Command) => {
+      const ctx = contextFor(command, deps);
+      const folder = resolve(dir);
+      const defaults = await readFolderDefaults(folder, options.name);
+      const name = options.name ?? defaults?.name ?? folderName(folder);
+      if (!FUNCTION_NAME.test(name)) {
+        throw usageError(
+          `"${name}" is not a function name: use lower-case letters, digits and '-', starting with a letter`,
+          options.name === undefined ? "The name comes from the folder; pass --name to choose another." : undefined,
+        );
+      }
+      const spec = mergeSpec(defaults?.spec ?? {}, options);
+      const result = await deployFunction(ctx.out, ctx.client(), { name, dir: folder, spec });
+      if (ctx.out.json) ctx.out.data(result);
+    });
+}

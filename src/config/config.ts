@@ -1,0 +1,101 @@
+import { readFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+import { FuncdError } from "../shared/errors.js";
+
+/** The package root: dist/config/ and src/config/ both sit two levels below it. */
+export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+
+function defaultDataDir(env: NodeJS.ProcessEnv): string {
+  const base = env.XDG_DATA_HOME || path.join(os.homedir(), ".local", "share");
+  return path.join(base, "funcd");
+}
+
+const MiB = 1024 * 1024;
+
+/**
+ * One schema for the config file, FUNCD_* variables and flags. Every key has a
+ * default, so an empty config is a working laptop setup.
+ */
+export const ConfigSchema = z.object({
+  port: z.coerce.number().int().min(0).max(65_535).default(8080),
+  host: z.string().min(1).default("127.0.0.1"),
+  dataDir: z.string().min(1),
+  token: z.string().min(16, "a token needs at least 16 characters").optional(),
+  driver: z.enum(["process"]).default("process"),
+  sandbox: z.enum(["auto", "bwrap", "none"]).default("auto"),
+  logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  templatesDir: z.string().default(path.join(PACKAGE_ROOT, "templates")),
+  /** Largest invocation request body, in bytes (413 above). */
+  maxBodyBytes: z.coerce.number().int().positive().default(6 * MiB),
+  /** Largest code upload (archive or files), in bytes. */
+  maxCodeBytes: z.coerce.number().int().positive().default(50 * MiB),
+  /** Largest memory a function may ask for, in MiB. */
+  maxMemoryMb: z.coerce.number().int().min(32).default(4096),
+  /** How long a request may wait for an instance to become ready before a 503. */
+  coldStartWaitMs: z.coerce.number().int().positive().default(30_000),
+  /** Log lines kept per function. */
+  logsPerFunction: z.coerce.number().int().positive().default(5000),
+  /** Stack file deployed at start-up (`funcd server --up funcd.yaml`). */
+  up: z.string().optional(),
+});
+
+export type Config = Readonly<z.output<typeof ConfigSchema>>;
+
+/** Flag / file key → FUNCD_ variable name: `dataDir` → `FUNCD_DATA_DIR`. */
+export function envName(key: string): string {
+  return `FUNCD_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+}
+
+export interface ConfigSources {
+  /** Values from command-line flags (already named like schema keys). */
+  flags?: Record<string, unknown>;
+  env?: NodeJS.ProcessEnv;
+  /** Path of a YAML/JSON config file; `FUNCD_CONFIG` when not given. */
+  file?: string;
+}
+
+/**
+ * Parses config once: defaults < file < FUNCD_* env < flags. Fails listing
+ * every problem at once, and freezes the result.
+ */
+export function loadConfig(sources: ConfigSources = {}): Config {
+  const env = sources.env ?? process.env;
+  const merged: Record<string, unknown> = { dataDir: defaultDataDir(env) };
+  const file = sources.file ?? env.FUNCD_CONFIG;
+  if (file) Object.assign(merged, readConfigFile(file));
+  for (const key of Object.keys(ConfigSchema.shape)) {
+    const value = env[envName(key)];
+    if (value !== undefined && value !== "") merged[key] = value;
+  }
+  for (const [key, value] of Object.entries(sources.flags ?? {})) {
+    if (value !== undefined) merged[key] = value;
+  }
+  const parsed = ConfigSchema.safeParse(merged);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"} (${envName(String(i.path[0] ?? ""))}): ${i.message}`);
+    throw new FuncdError("CONFIG_INVALID", `Invalid configuration:\n  ${problems.join("\n  ")}`, {
+      extra: { errors: problems },
+    });
+  }
+  const config = { ...parsed.data, dataDir: path.resolve(parsed.data.dataDir) };
+  return Object.freeze(config);
+}
+
+function readConfigFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new FuncdError("CONFIG_INVALID", `Cannot read config file ${file}: ${(err as Error).message}`);
+  }
+  const value: unknown = parseYaml(text);
+  if (value === null || value === undefined) return {};
+  if (typeof value !== "object" || Array.isArray(value)) {
+    throw new FuncdError("CONFIG_INVALID", `Config file ${file} must hold a mapping of settings`);
+  }
+  return value as Record<string, unknown>;
+}

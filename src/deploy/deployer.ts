@@ -1,0 +1,338 @@
+import { createHash } from "node:crypto";
+import type { ArtifactCache } from "../builder/artifacts.js";
+import { type CodeFile, filesFromArchive, filesFromMap } from "../builder/code.js";
+import type { RuntimeRegistry } from "../builder/runtimes.js";
+import type { RouteTable } from "../gateway/routes.js";
+import type { Fleet, LiveInstance, ServableRevision } from "../scaler/fleet.js";
+import type { Clock } from "../shared/clock.js";
+import { FuncdError, messageOf } from "../shared/errors.js";
+import type { Logger } from "../shared/logger.js";
+import type { FunctionRecord, ManifestEntry, RevisionRecord, Store } from "../store/types.js";
+import { type DeployRequest, type FunctionSpec, FunctionSpecSchema } from "./spec.js";
+
+export interface DeployResult {
+  function: FunctionRecord;
+  revision: RevisionRecord;
+  /** False when the deploy changed nothing (same code and spec as what serves). */
+  changed: boolean;
+}
+
+export type Progress = (message: string) => void;
+
+export interface DeployerOptions {
+  store: Store;
+  fleet: Fleet;
+  routes: RouteTable;
+  artifacts: ArtifactCache;
+  runtimes: RuntimeRegistry;
+  clock: Clock;
+  logger: Logger;
+  maxCodeBytes: number;
+  maxMemoryMb: number;
+}
+
+/** Spec fields that change what runs inside an instance; the rest (routes, scale, labels) apply live. */
+function instanceSpec(spec: FunctionSpec) {
+  return { runtime: spec.runtime, handler: spec.handler, env: spec.env, memory: spec.memory, timeout: spec.timeout };
+}
+
+/**
+ * The deploy path: validate → store code by hash → prepare the artifact →
+ * prove the handler loads on a fresh instance → switch the route to the new
+ * revision and drain the old one. Any failure before the switch leaves the
+ * previous revision serving, untouched.
+ */
+export class Deployer {
+  readonly #o: DeployerOptions;
+  /** One deploy per function at a time; others queue behind it. */
+  readonly #locks = new Map<string, Promise<unknown>>();
+
+  constructor(options: DeployerOptions) {
+    this.#o = options;
+  }
+
+  /** Rebuilds the route table and the fleet from the store (daemon start-up). */
+  async restore(): Promise<void> {
+    const functions = this.#o.store.functions.list();
+    this.#o.routes.rebuild(functions.map((f) => ({ name: f.name, routes: f.spec.routes })));
+    for (const fn of functions) {
+      this.#o.fleet.upsert(fn.name, fn.spec);
+      const revision = fn.activeRevision ? this.#o.store.revisions.get(fn.activeRevision) : undefined;
+      if (!revision) continue;
+      try {
+        const servable = await this.#servable(revision);
+        this.#o.fleet.activate(fn.name, fn.spec, servable);
+      } catch (err) {
+        this.#o.logger.error({ function: fn.name, err: messageOf(err) }, "cannot restore function");
+      }
+    }
+  }
+
+  deploy(request: DeployRequest, options: { onProgress?: Progress; mustCreate?: boolean } = {}): Promise<DeployResult> {
+    return this.#serialized(request.name, () => this.#deploy(request, options.onProgress ?? (() => {}), options.mustCreate));
+  }
+
+  rollback(name: string, to?: string): Promise<DeployResult> {
+    return this.#serialized(name, () => this.#rollback(name, to));
+  }
+
+  /** Applies routes/scale/label changes that need no new revision. */
+  updateSettings(name: string, patch: Partial<Pick<FunctionSpec, "scale" | "routes" | "labels" | "annotations">>): FunctionRecord {
+    const current = this.#require(name);
+    const spec = FunctionSpecSchema.parse({ ...current.spec, ...patch, scale: { ...current.spec.scale, ...patch.scale } });
+    if (spec.scale.min > spec.scale.max) {
+      throw new FuncdError("BAD_REQUEST", `scale.min (${spec.scale.min}) is larger than scale.max (${spec.scale.max})`);
+    }
+    this.#checkRoutes(name, spec.routes);
+    const record = { ...current, spec, updatedAt: this.#o.clock.now() };
+    this.#o.store.functions.put(record);
+    this.#rebuildRoutes();
+    this.#o.fleet.upsert(name, spec);
+    return record;
+  }
+
+  remove(name: string): Promise<void> {
+    return this.#serialized(name, async () => {
+      this.#require(name);
+      const revisions = this.#o.store.revisions.listFor(name);
+      this.#o.store.transaction(() => {
+        this.#o.store.functions.delete(name);
+        this.#o.store.revisions.deleteFor(name);
+        this.#o.store.logs.deleteFor(name);
+        this.#o.store.executions.deleteFor(name);
+      });
+      this.#rebuildRoutes();
+      await this.#o.fleet.remove(name);
+      for (const revision of revisions) await this.#o.artifacts.remove(revision.id);
+      this.#o.store.blobs.collectGarbage();
+    });
+  }
+
+  // ── internals ────────────────────────────────────────────────────────────
+
+  async #serialized<T>(name: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.#locks.get(name) ?? Promise.resolve();
+    const next = previous.then(work, work);
+    const tail = next.catch(() => undefined);
+    this.#locks.set(name, tail);
+    try {
+      return await next;
+    } finally {
+      if (this.#locks.get(name) === tail) this.#locks.delete(name);
+    }
+  }
+
+  #require(name: string): FunctionRecord {
+    const record = this.#o.store.functions.get(name);
+    if (!record) throw new FuncdError("FUNCTION_NOT_FOUND", `No function named "${name}"`);
+    return record;
+  }
+
+  async #deploy(request: DeployRequest, progress: Progress, mustCreate = false): Promise<DeployResult> {
+    const { files, archive, ...rest } = request;
+    const spec: FunctionSpec = FunctionSpecSchema.parse(rest);
+    const name = spec.name;
+    const existing = this.#o.store.functions.get(name);
+    if (mustCreate && existing) {
+      throw new FuncdError("FUNCTION_EXISTS", `Function "${name}" already exists; use PUT /api/v1/functions/${name} to update it`);
+    }
+    const template = this.#o.runtimes.get(spec.runtime);
+    if (spec.memory > this.#o.maxMemoryMb) {
+      throw new FuncdError("BAD_REQUEST", `Function "${name}" asks for ${spec.memory} MiB; this daemon allows at most ${this.#o.maxMemoryMb} MiB`);
+    }
+    if (spec.scale.min > spec.scale.max) {
+      throw new FuncdError("BAD_REQUEST", `scale.min (${spec.scale.min}) is larger than scale.max (${spec.scale.max})`);
+    }
+    this.#checkRoutes(name, spec.routes);
+
+    progress("reading code");
+    let manifest: ManifestEntry[];
+    if (files !== undefined || archive !== undefined) {
+      const code = await this.#intake(files, archive);
+      checkHandlerFile(spec, code.map((f) => f.path), template.extensions);
+      manifest = this.#o.store.transaction(() =>
+        code.map((f) => ({ path: f.path, hash: this.#o.store.blobs.put(f.data), size: f.data.length, mode: f.mode })),
+      );
+    } else {
+      const active = existing?.activeRevision ? this.#o.store.revisions.get(existing.activeRevision) : undefined;
+      if (!active) throw new FuncdError("BAD_REQUEST", `Deploying "${name}" needs code: send "files" or "archive"`);
+      manifest = active.files;
+      checkHandlerFile(spec, manifest.map((f) => f.path), template.extensions);
+    }
+
+    const id = revisionId(name, spec, manifest);
+    if (existing && existing.activeRevision === id) {
+      const active = this.#o.store.revisions.get(id);
+      if (active) {
+        const changed = JSON.stringify(existing.spec) !== JSON.stringify(spec);
+        if (!changed) return { function: existing, revision: active, changed: false };
+        const record = this.updateSettings(name, spec);
+        return { function: record, revision: active, changed: true };
+      }
+    }
+
+    const known = this.#o.store.revisions.get(id);
+    const revision: RevisionRecord = {
+      id,
+      functionName: name,
+      number: known?.number ?? this.#o.store.revisions.nextNumber(name),
+      spec,
+      files: manifest,
+      status: "ready",
+      error: null,
+      createdAt: known?.createdAt ?? this.#o.clock.now(),
+    };
+    const warm = await this.#prove(revision, spec, progress, existing !== undefined);
+    return this.#switchTo(name, spec, revision, existing, warm, progress);
+  }
+
+  async #rollback(name: string, to?: string): Promise<DeployResult> {
+    const current = this.#require(name);
+    const revisions = this.#o.store.revisions.listFor(name);
+    let target: RevisionRecord | undefined;
+    if (to) {
+      target = revisions.find((r) => r.id === to || r.id.startsWith(to) || String(r.number) === to.replace(/^#/, ""));
+      if (!target) throw new FuncdError("REVISION_NOT_FOUND", `Function "${name}" has no revision "${to}"`);
+      if (target.status !== "ready") {
+        throw new FuncdError("BAD_REQUEST", `Revision #${target.number} of "${name}" failed to deploy; it cannot serve`);
+      }
+    } else {
+      const active = revisions.find((r) => r.id === current.activeRevision);
+      target = revisions.find((r) => r.status === "ready" && r.id !== current.activeRevision && (!active || r.number < active.number));
+      if (!target) throw new FuncdError("REVISION_NOT_FOUND", `Function "${name}" has no earlier ready revision to roll back to`);
+    }
+    if (target.id === current.activeRevision) {
+      return { function: current, revision: target, changed: false };
+    }
+    const spec = FunctionSpecSchema.parse({ ...current.spec, ...instanceSpec(target.spec) });
+    const warm = await this.#prove(target, spec, () => {}, true);
+    return this.#switchTo(name, spec, target, current, warm, () => {});
+  }
+
+  /** Starts one instance of the revision; a failure is recorded on the revision and thrown. */
+  async #prove(revision: RevisionRecord, spec: FunctionSpec, progress: Progress, keepFailure: boolean): Promise<LiveInstance> {
+    try {
+      progress(`preparing revision #${revision.number}`);
+      const servable = await this.#servable(revision);
+      progress("starting an instance to check that the handler loads");
+      return await this.#o.fleet.prepare(revision.functionName, spec, servable);
+    } catch (err) {
+      const error =
+        err instanceof FuncdError ? err : new FuncdError("DEPLOY_FAILED", `Deploying "${revision.functionName}" failed: ${messageOf(err)}`);
+      if (keepFailure) {
+        this.#o.store.revisions.put({ ...revision, status: "failed", error: error.message });
+      }
+      await this.#o.artifacts.remove(revision.id).catch(() => undefined);
+      const previous = keepFailure ? " The previous revision keeps serving." : "";
+      throw new FuncdError(error.code, `Cannot deploy "${revision.functionName}" (revision #${revision.number}): ${error.message}${previous}`, {
+        cause: err,
+        extra: { revision: revision.id, ...error.extra },
+      });
+    }
+  }
+
+  async #switchTo(
+    name: string,
+    spec: FunctionSpec,
+    revision: RevisionRecord,
+    existing: FunctionRecord | undefined,
+    warm: LiveInstance,
+    progress: Progress,
+  ): Promise<DeployResult> {
+    const now = this.#o.clock.now();
+    const record: FunctionRecord = {
+      name,
+      spec,
+      activeRevision: revision.id,
+      createdAt: existing?.createdAt ?? now,
+      updatedAt: now,
+    };
+    const ready: RevisionRecord = { ...revision, status: "ready", error: null };
+    try {
+      this.#o.store.transaction(() => {
+        this.#o.store.revisions.put(ready);
+        this.#o.store.functions.put(record);
+      });
+      this.#rebuildRoutes();
+    } catch (err) {
+      await this.#o.fleet.discard(warm);
+      throw err;
+    }
+    progress(`switching traffic to revision #${revision.number}`);
+    this.#o.fleet.activate(name, spec, await this.#servable(ready), warm);
+    this.#o.logger.info({ function: name, revision: revision.id, number: revision.number }, "deployed");
+    return { function: record, revision: ready, changed: true };
+  }
+
+  async #servable(revision: RevisionRecord): Promise<ServableRevision> {
+    const artifactDir = await this.#o.artifacts.materialize(revision.id, revision.files);
+    return { id: revision.id, number: revision.number, artifactDir };
+  }
+
+  async #intake(
+    files: Record<string, string | { base64: string }> | undefined,
+    archive: string | undefined,
+  ): Promise<CodeFile[]> {
+    const limits = { maxBytes: this.#o.maxCodeBytes };
+    if (archive !== undefined) {
+      const bytes = Buffer.from(archive, "base64");
+      if (bytes.length > this.#o.maxCodeBytes) {
+        throw new FuncdError("PAYLOAD_TOO_LARGE", `The code archive is ${bytes.length} bytes; the limit is ${this.#o.maxCodeBytes}`);
+      }
+      const fromArchive = await filesFromArchive(bytes, limits);
+      return files ? mergeFiles(fromArchive, filesFromMap(files, limits)) : fromArchive;
+    }
+    return filesFromMap(files ?? {}, limits);
+  }
+
+  /** Raw .tar.gz upload (`PUT .../code`): the function keeps its spec, gets new code. */
+  deployArchive(name: string, archive: Buffer, onProgress?: Progress): Promise<DeployResult> {
+    const current = this.#require(name);
+    return this.deploy({ ...current.spec, archive: archive.toString("base64") } as DeployRequest, {
+      ...(onProgress ? { onProgress } : {}),
+    });
+  }
+
+  #checkRoutes(name: string, routes: readonly string[]): void {
+    for (const route of routes) {
+      const owner = this.#o.routes.ownerOf(route);
+      if (owner && owner !== name) {
+        throw new FuncdError("ROUTE_CONFLICT", `Route "${route}" already belongs to function "${owner}"`, {
+          extra: { route, owner },
+        });
+      }
+    }
+  }
+
+  #rebuildRoutes(): void {
+    this.#o.routes.rebuild(this.#o.store.functions.list().map((f) => ({ name: f.name, routes: f.spec.routes })));
+  }
+}
+
+function mergeFiles(a: CodeFile[], b: CodeFile[]): CodeFile[] {
+  const map = new Map(a.map((f) => [f.path, f]));
+  for (const f of b) map.set(f.path, f);
+  return [...map.values()].sort((x, y) => (x.path < y.path ? -1 : 1));
+}
+
+/** The content hash that names a revision: function, what runs, and every file's hash and mode. */
+export function revisionId(name: string, spec: FunctionSpec, manifest: readonly ManifestEntry[]): string {
+  const hash = createHash("sha256");
+  hash.update(JSON.stringify({ name, ...instanceSpec(spec) }));
+  for (const f of [...manifest].sort((x, y) => (x.path < y.path ? -1 : 1))) {
+    hash.update(`\n${f.path}\0${f.hash}\0${f.mode}`);
+  }
+  return hash.digest("hex").slice(0, 20);
+}
+
+/** Fails early, with the file list, when the handler's file is not in the upload. */
+function checkHandlerFile(spec: FunctionSpec, paths: readonly string[], extensions: readonly string[]): void {
+  const file = spec.handler.slice(0, spec.handler.lastIndexOf("."));
+  const candidates = extensions.length > 0 ? extensions.map((ext) => file + ext) : [file];
+  if (candidates.some((c) => paths.includes(c))) return;
+  const shown = paths.slice(0, 20).join(", ") + (paths.length > 20 ? ", …" : "");
+  throw new FuncdError(
+    "HANDLER_LOAD_FAILED",
+    `Handler "${spec.handler}" needs the file ${candidates.join(" or ")}, which is not in the code (files: ${shown || "none"})`,
+  );
+}

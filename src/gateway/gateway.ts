@@ -1,0 +1,286 @@
+import { randomUUID } from "node:crypto";
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
+import { Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { errors as undiciErrors } from "undici";
+import type { DaemonMetrics } from "../observability/metrics.js";
+import type { ExecutionRecorder } from "../observability/executions.js";
+import type { Fleet, Lease } from "../scaler/fleet.js";
+import type { Clock } from "../shared/clock.js";
+import { FuncdError, messageOf } from "../shared/errors.js";
+import type { Logger } from "../shared/logger.js";
+import type { ExecutionOutcome } from "../store/types.js";
+import { sendProblem } from "./problem.js";
+import type { RouteTable } from "./routes.js";
+
+export interface GatewayOptions {
+  routes: RouteTable;
+  fleet: Fleet;
+  metrics: DaemonMetrics;
+  recorder: ExecutionRecorder;
+  clock: Clock;
+  logger: Logger;
+  maxBodyBytes: number;
+  /** The function's timeout, for the gateway's own deadline. */
+  timeoutOf: (functionName: string) => number;
+}
+
+/** Hop-by-hop headers (RFC 9110 §7.6.1) are for one connection, not to be forwarded. */
+const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "transfer-encoding",
+  "te",
+  "trailer",
+  "upgrade",
+  "proxy-authorization",
+  "proxy-authenticate",
+  "host",
+]);
+
+/** Extra time past the function's timeout before the gateway gives up on an instance that went silent. */
+const SILENCE_GRACE_MS = 1500;
+
+/**
+ * The invocation path: route lookup in memory, a lease on a ready instance
+ * (the fleet holds the request while one starts), a streamed proxy hop over a
+ * pooled keep-alive connection, and an execution record handed off to be
+ * written later.
+ */
+export class Gateway {
+  readonly #o: GatewayOptions;
+
+  constructor(options: GatewayOptions) {
+    this.#o = options;
+  }
+
+  /** True when this request is an invocation the gateway should serve. */
+  claims(pathname: string): boolean {
+    return this.#o.routes.match(pathname) !== undefined;
+  }
+
+  readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
+    void this.#handle(req, res);
+  };
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = this.#o.clock.now();
+    const url = req.url ?? "/";
+    const q = url.indexOf("?");
+    const pathname = q === -1 ? url : url.slice(0, q);
+    const search = q === -1 ? "" : url.slice(q);
+    const incomingId = header(req.headers["x-request-id"]) ?? header(req.headers["x-call-id"]);
+    const requestId = incomingId && /^[\w.:-]{1,128}$/.test(incomingId) ? incomingId : randomUUID();
+    res.setHeader("x-request-id", requestId);
+    if (req.headers["x-call-id"]) res.setHeader("x-call-id", requestId);
+
+    const match = this.#o.routes.match(pathname);
+    if (!match) {
+      req.resume();
+      sendProblem(res, new FuncdError("ROUTE_NOT_FOUND", `No function is routed at ${pathname}`), pathname);
+      return;
+    }
+    const name = match.functionName;
+    if (!this.#o.routes.hasFunction(name)) {
+      req.resume();
+      sendProblem(res, new FuncdError("FUNCTION_NOT_FOUND", `No function named "${name}"`), pathname);
+      return;
+    }
+
+    const declared = Number(req.headers["content-length"] ?? 0);
+    if (declared > this.#o.maxBodyBytes) {
+      req.resume();
+      this.#finish(req, res, name, started, requestId, null, false, {
+        error: tooLarge(declared, this.#o.maxBodyBytes),
+      });
+      return;
+    }
+
+    const aborter = new AbortController();
+    const onClose = () => {
+      if (!res.writableFinished) aborter.abort();
+    };
+    res.once("close", onClose);
+
+    let lease: Lease;
+    try {
+      const got = this.#o.fleet.acquire(name, aborter.signal);
+      lease = got instanceof Promise ? await got : got;
+    } catch (err) {
+      req.resume();
+      this.#finish(req, res, name, started, requestId, null, false, { error: err });
+      return;
+    }
+
+    const instance = lease.instance;
+    const upstream = instance.upstream;
+    if (!upstream) {
+      lease.release();
+      this.#finish(req, res, name, started, requestId, lease, false, {
+        error: new FuncdError("FUNCTION_UNAVAILABLE", `Instance ${instance.id} has no connection`, { retryAfter: 1 }),
+      });
+      return;
+    }
+
+    const headers = forwardHeaders(req.headers, requestId, match.prefix, req.socket.remoteAddress);
+    let requestBytes = 0;
+    const limit = this.#o.maxBodyBytes;
+    let overLimit = false;
+    const hasBody = req.method !== "GET" && req.method !== "HEAD";
+    const body = hasBody
+      ? req.pipe(
+          new Transform({
+            transform(chunk: Buffer, _enc, done) {
+              requestBytes += chunk.length;
+              if (requestBytes > limit) {
+                overLimit = true;
+                done(tooLarge(requestBytes, limit));
+                return;
+              }
+              done(null, chunk);
+            },
+          }),
+        )
+      : null;
+
+    const timeoutMs = this.#o.timeoutOf(name);
+    let outcome: { recycle?: boolean; kill?: boolean } = {};
+    try {
+      const answer = await upstream.request({
+        method: (req.method ?? "GET") as "GET",
+        path: match.subPath + search,
+        headers,
+        body,
+        signal: aborter.signal,
+        headersTimeout: timeoutMs + SILENCE_GRACE_MS,
+        bodyTimeout: timeoutMs + SILENCE_GRACE_MS,
+      });
+      if (answer.headers["x-funcd-recycle"]) outcome = { recycle: true };
+      res.writeHead(answer.statusCode, responseHeaders(answer.headers));
+      let responseBytes = 0;
+      answer.body.on("data", (chunk: Buffer) => {
+        responseBytes += chunk.length;
+      });
+      await pipeline(answer.body, res);
+      lease.release(outcome);
+      this.#finish(req, res, name, started, requestId, lease, true, {
+        status: answer.statusCode,
+        requestBytes,
+        responseBytes,
+        recycled: outcome.recycle === true,
+      });
+    } catch (err) {
+      const error = overLimit ? tooLarge(requestBytes, limit) : this.#upstreamError(err, name, instance.id, timeoutMs);
+      if (error.code === "GATEWAY_TIMEOUT") outcome = { kill: true };
+      lease.release(outcome);
+      this.#finish(req, res, name, started, requestId, lease, false, { error, requestBytes });
+    } finally {
+      res.off("close", onClose);
+    }
+  }
+
+  #upstreamError(err: unknown, name: string, instanceId: string, timeoutMs: number): FuncdError {
+    if (err instanceof FuncdError) return err;
+    if (err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError) {
+      return new FuncdError(
+        "GATEWAY_TIMEOUT",
+        `Function "${name}" did not answer within its ${timeoutMs} ms timeout; instance ${instanceId} was stopped`,
+      );
+    }
+    if (err instanceof undiciErrors.RequestAbortedError || (err as Error).name === "AbortError") {
+      return new FuncdError("BAD_REQUEST", "The client closed the request");
+    }
+    return new FuncdError(
+      "FUNCTION_CRASHED",
+      `Function "${name}" closed the connection before answering (instance ${instanceId} crashed or exited): ${messageOf(err)}`,
+    );
+  }
+
+  #finish(
+    req: IncomingMessage,
+    res: ServerResponse,
+    name: string,
+    started: number,
+    requestId: string,
+    lease: Lease | null,
+    ok: boolean,
+    detail: { status?: number; error?: unknown; requestBytes?: number; responseBytes?: number; recycled?: boolean },
+  ): void {
+    let status = detail.status ?? 500;
+    let errorText: string | null = null;
+    if (!ok) {
+      const error =
+        detail.error instanceof FuncdError ? detail.error : new FuncdError("INTERNAL", messageOf(detail.error));
+      status = error.status;
+      errorText = error.message;
+      if (error.code === "INTERNAL") this.#o.logger.error({ err: detail.error, function: name }, "gateway failure");
+      if (!res.headersSent) sendProblem(res, error, req.url);
+      else res.destroy();
+    }
+    const durationMs = this.#o.clock.now() - started;
+    this.#o.metrics.invocations.inc({ function: name, code: String(status) });
+    this.#o.metrics.duration.observe({ function: name }, durationMs / 1000);
+    this.#o.recorder.record({
+      id: requestId,
+      functionName: name,
+      revisionId: lease?.instance.revisionId ?? null,
+      trigger: "http",
+      startedAt: started,
+      durationMs,
+      statusCode: status,
+      outcome: outcomeOf(status, detail.error),
+      coldStart: lease?.coldStart ?? false,
+      instanceId: lease?.instance.id ?? null,
+      error: errorText,
+      requestBytes: detail.requestBytes ?? 0,
+      responseBytes: detail.responseBytes ?? 0,
+    });
+  }
+}
+
+function outcomeOf(status: number, error: unknown): ExecutionOutcome {
+  if (error instanceof FuncdError) {
+    if (error.code === "FUNCTION_CRASHED") return "crashed";
+    if (error.code === "GATEWAY_TIMEOUT") return "timeout";
+    if (error.status === 429 || error.status === 503) return "throttled";
+  }
+  if (status === 408) return "timeout";
+  return status >= 500 ? "error" : "success";
+}
+
+function tooLarge(size: number, limit: number): FuncdError {
+  return new FuncdError("PAYLOAD_TOO_LARGE", `The request body (${size} bytes or more) exceeds the ${limit}-byte limit`);
+}
+
+function header(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function forwardHeaders(
+  incoming: IncomingHttpHeaders,
+  requestId: string,
+  prefix: string,
+  remote: string | undefined,
+): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const [key, value] of Object.entries(incoming)) {
+    if (value === undefined || HOP_BY_HOP.has(key) || key.startsWith("x-funcd-")) continue;
+    out[key] = value;
+  }
+  out["x-request-id"] = requestId;
+  out["x-funcd-invoke"] = "1";
+  out["x-forwarded-prefix"] = prefix;
+  if (incoming.host) out["x-forwarded-host"] = incoming.host;
+  if (remote) out["x-forwarded-for"] = incoming["x-forwarded-for"] ? `${incoming["x-forwarded-for"]}, ${remote}` : remote;
+  return out;
+}
+
+function responseHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const [key, value] of Object.entries(headers)) {
+    if (value === undefined || HOP_BY_HOP.has(key) || key === "x-funcd-recycle") continue;
+    out[key] = value;
+  }
+  return out;
+}

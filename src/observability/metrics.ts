@@ -1,0 +1,48 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+/** The daemon's Prometheus metrics, on a registry of its own (not prom-client's global). */
+export class DaemonMetrics {
+  readonly registry = new Registry();
+  readonly invocations = new Counter({
+    name: "funcd_invocations_total",
+    help: "Invocations by function and HTTP status code",
+    labelNames: ["function", "code"] as const,
+    registers: [this.registry],
+  });
+  readonly duration = new Histogram({
+    name: "funcd_invocation_duration_seconds",
+    help: "Invocation duration seen by the gateway, cold starts included",
+    labelNames: ["function"] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+  readonly coldStarts = new Counter({
+    name: "funcd_cold_starts_total",
+    help: "Instances started because a request found no capacity",
+    labelNames: ["function"] as const,
+    registers: [this.registry],
+  });
+  readonly coldStartDuration = new Histogram({
+    name: "funcd_cold_start_duration_seconds",
+    help: "Time from starting an instance to its first ready health check",
+    labelNames: ["function"] as const,
+    buckets: [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly instances = new Gauge({
+    name: "funcd_instances",
+    help: "Instances by function and state",
+    labelNames: ["function", "state"] as const,
+    registers: [this.registry],
+  });
+  readonly instanceExits = new Counter({
+    name: "funcd_instance_exits_total",
+    help: "Instance exits that funcd did not ask for, by reason (crashed, OOMKilled, exited)",
+    labelNames: ["function", "reason"] as const,
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: "funcd_daemon_" });
+  }
+}

@@ -1,0 +1,576 @@
+import type { Pool } from "undici";
+import type { FunctionSpec } from "../deploy/spec.js";
+import { defaultConcurrency } from "../deploy/spec.js";
+import type { Driver, DriverEvent, InstanceAddress, InstanceExit } from "../drivers/driver.js";
+import type { DaemonMetrics } from "../observability/metrics.js";
+import type { Clock } from "../shared/clock.js";
+import { FuncdError, messageOf } from "../shared/errors.js";
+import type { Logger } from "../shared/logger.js";
+import { type BackoffPolicy, crashBackoff } from "./backoff.js";
+
+/** The revision a function serves, ready to start instances from. */
+export interface ServableRevision {
+  id: string;
+  number: number;
+  artifactDir: string;
+}
+
+export type LiveState = "starting" | "ready" | "draining";
+
+/** An instance as the scaler and gateway see it: driver info plus load. */
+export interface LiveInstance {
+  readonly id: string;
+  readonly functionName: string;
+  readonly revisionId: string;
+  state: LiveState;
+  address: InstanceAddress | null;
+  /** Keep-alive connection pool to the instance, owned by the fleet. */
+  upstream: Pool | null;
+  pid: number | undefined;
+  inFlight: number;
+  served: number;
+  startedAt: number;
+  readyAt: number | null;
+  lastUsedAt: number;
+}
+
+/** What a request holds while it is proxied; `release` must be called exactly once. */
+export interface Lease {
+  instance: LiveInstance;
+  /** True when the request waited for an instance to start. */
+  coldStart: boolean;
+  release(outcome?: { recycle?: boolean; kill?: boolean }): void;
+}
+
+export interface LastExit extends InstanceExit {
+  instanceId: string;
+  at: number;
+}
+
+export interface FunctionStatus {
+  status: "ready" | "failing" | "no-revision";
+  instances: {
+    instanceId: string;
+    revisionId: string;
+    state: LiveState;
+    inFlight: number;
+    served: number;
+    startedAt: number;
+    pid?: number;
+  }[];
+  waiting: number;
+  lastExit: LastExit | null;
+}
+
+interface Waiter {
+  resolve(lease: Lease): void;
+  reject(err: Error): void;
+  cancel(): void;
+  queuedAt: number;
+}
+
+interface Unit {
+  name: string;
+  spec: FunctionSpec;
+  revision: ServableRevision | null;
+  instances: Map<string, LiveInstance>;
+  waiters: Waiter[];
+  consecutiveCrashes: number;
+  backoffUntil: number;
+  restartTimer: { cancel(): void } | null;
+  lastExit: LastExit | null;
+  lastStartError: FuncdError | null;
+}
+
+export interface FleetOptions {
+  driver: Driver;
+  clock: Clock;
+  logger: Logger;
+  metrics: DaemonMetrics;
+  /** Opens the keep-alive pool the gateway proxies through. */
+  connect: (address: InstanceAddress, connections: number) => Pool;
+  /** Writes a lifecycle line into the function's logs (stream "system"). */
+  systemLog: (functionName: string, revisionId: string, instanceId: string, text: string) => void;
+  /** Longest a request waits for capacity before a 503. */
+  coldStartWaitMs: number;
+  backoff?: BackoffPolicy;
+  /** How often idle instances are looked for. */
+  reapEveryMs?: number;
+}
+
+/** A crash-looping function is one whose instances died this many times in a row. */
+const FAILING_AFTER_CRASHES = 3;
+
+/**
+ * The fleet holds every function's instances and hands requests a ready one
+ * with spare concurrency, starting instances on demand (scale from zero),
+ * holding requests while they start (the activator role), restarting after
+ * crashes with backoff, draining old revisions and reaping idle instances.
+ * The autoscaling issue replaces "start one more when nothing is free" with
+ * concurrency-based decisions; the seam is `#wantMore`.
+ */
+export class Fleet {
+  readonly #units = new Map<string, Unit>();
+  readonly #byInstance = new Map<string, LiveInstance>();
+  readonly #o: FleetOptions;
+  readonly #backoff: BackoffPolicy;
+  readonly #unsubscribe: () => void;
+  readonly #reaper: { cancel(): void };
+  #counter = 0;
+  #disposed = false;
+
+  constructor(options: FleetOptions) {
+    this.#o = options;
+    this.#backoff = options.backoff ?? crashBackoff;
+    this.#unsubscribe = options.driver.onEvent((event) => this.#onDriverEvent(event));
+    this.#reaper = options.clock.setInterval(() => this.reapIdle(), options.reapEveryMs ?? 1000);
+  }
+
+  /** Registers or updates a function's spec (routes, scale, limits) without touching its revision. */
+  upsert(name: string, spec: FunctionSpec): void {
+    const unit = this.#units.get(name);
+    if (unit) {
+      unit.spec = spec;
+      this.#ensureMin(unit);
+      return;
+    }
+    this.#units.set(name, {
+      name,
+      spec,
+      revision: null,
+      instances: new Map(),
+      waiters: [],
+      consecutiveCrashes: 0,
+      backoffUntil: 0,
+      restartTimer: null,
+      lastExit: null,
+      lastStartError: null,
+    });
+  }
+
+  has(name: string): boolean {
+    return this.#units.has(name);
+  }
+
+  /**
+   * Starts an instance of a revision that does not serve yet — the deploy's
+   * proof that the handler loads. Rejects with the driver's error; nothing is
+   * left running then.
+   */
+  async prepare(name: string, spec: FunctionSpec, revision: ServableRevision): Promise<LiveInstance> {
+    const instance = this.#newInstance(name, revision.id);
+    this.#byInstance.set(instance.id, instance);
+    try {
+      await this.#startInto(instance, spec, revision);
+      return instance;
+    } catch (err) {
+      this.#byInstance.delete(instance.id);
+      throw err;
+    }
+  }
+
+  /** Stops a prepared instance that will not serve (the deploy failed after preparing it). */
+  async discard(instance: LiveInstance): Promise<void> {
+    await this.#stop(instance, 1000);
+  }
+
+  /**
+   * Makes `revision` the one that serves: a prepared instance joins the pool,
+   * instances of other revisions drain (finish what they hold, then stop).
+   */
+  activate(name: string, spec: FunctionSpec, revision: ServableRevision, warm?: LiveInstance): void {
+    this.upsert(name, spec);
+    const unit = this.#unit(name);
+    unit.revision = revision;
+    unit.consecutiveCrashes = 0;
+    unit.backoffUntil = 0;
+    unit.lastStartError = null;
+    if (warm) unit.instances.set(warm.id, warm);
+    for (const instance of unit.instances.values()) {
+      if (instance.revisionId !== revision.id) this.#drain(instance);
+    }
+    this.#ensureMin(unit);
+    this.#dispatch(unit);
+    this.#publishGauges(unit);
+  }
+
+  /** Stops a function's instances and forgets it; waiting requests get a 404. */
+  async remove(name: string): Promise<void> {
+    const unit = this.#units.get(name);
+    if (!unit) return;
+    this.#units.delete(name);
+    unit.restartTimer?.cancel();
+    for (const waiter of unit.waiters.splice(0)) {
+      waiter.reject(new FuncdError("FUNCTION_NOT_FOUND", `Function "${name}" was deleted`));
+    }
+    await Promise.all([...unit.instances.values()].map((i) => this.#stop(i, 2000)));
+    this.#o.metrics.instances.remove({ function: name, state: "ready" });
+  }
+
+  /** Hands out a ready instance with spare concurrency, starting one and waiting when none is free. */
+  acquire(name: string, signal?: AbortSignal): Promise<Lease> | Lease {
+    const unit = this.#units.get(name);
+    if (!unit) throw new FuncdError("FUNCTION_NOT_FOUND", `No function named "${name}"`);
+    if (!unit.revision) {
+      throw new FuncdError("FUNCTION_UNAVAILABLE", `Function "${name}" has no ready revision yet`, { retryAfter: 1 });
+    }
+    const free = this.#pickReady(unit);
+    if (free) return this.#lease(unit, free, false);
+    if (unit.consecutiveCrashes >= FAILING_AFTER_CRASHES && this.#o.clock.now() < unit.backoffUntil) {
+      throw this.#failingError(unit);
+    }
+    return new Promise<Lease>((resolve, reject) => {
+      const timer = this.#o.clock.setTimeout(() => {
+        remove();
+        reject(
+          new FuncdError(
+            "FUNCTION_UNAVAILABLE",
+            `Function "${name}" had no instance ready within ${this.#o.coldStartWaitMs} ms` +
+              (unit.lastStartError ? `: ${unit.lastStartError.message}` : ""),
+            { retryAfter: 1 },
+          ),
+        );
+      }, this.#o.coldStartWaitMs);
+      const onAbort = () => {
+        remove();
+        reject(new FuncdError("BAD_REQUEST", "The client went away while waiting for an instance"));
+      };
+      const waiter: Waiter = {
+        queuedAt: this.#o.clock.now(),
+        resolve: (lease) => {
+          cleanup();
+          resolve(lease);
+        },
+        reject: (err) => {
+          cleanup();
+          reject(err);
+        },
+        cancel: () => cleanup(),
+      };
+      const cleanup = () => {
+        timer.cancel();
+        signal?.removeEventListener("abort", onAbort);
+      };
+      const remove = () => {
+        cleanup();
+        const at = unit.waiters.indexOf(waiter);
+        if (at >= 0) unit.waiters.splice(at, 1);
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      unit.waiters.push(waiter);
+      this.#wantMore(unit);
+    });
+  }
+
+  /** What `describe` shows about a function's instances. */
+  status(name: string): FunctionStatus | undefined {
+    const unit = this.#units.get(name);
+    if (!unit) return undefined;
+    return {
+      status: !unit.revision
+        ? "no-revision"
+        : unit.consecutiveCrashes >= FAILING_AFTER_CRASHES
+          ? "failing"
+          : "ready",
+      instances: [...unit.instances.values()].map((i) => ({
+        instanceId: i.id,
+        revisionId: i.revisionId,
+        state: i.state,
+        inFlight: i.inFlight,
+        served: i.served,
+        startedAt: i.startedAt,
+        ...(i.pid === undefined ? {} : { pid: i.pid }),
+      })),
+      waiting: unit.waiters.length,
+      lastExit: unit.lastExit,
+    };
+  }
+
+  /** Stops instances that have been idle longer than their function's idle timeout, down to `min`. */
+  reapIdle(): void {
+    const now = this.#o.clock.now();
+    for (const unit of this.#units.values()) {
+      const serving = [...unit.instances.values()].filter(
+        (i) => i.state !== "draining" && i.revisionId === unit.revision?.id,
+      );
+      let keep = serving.length;
+      for (const instance of serving) {
+        if (keep <= unit.spec.scale.min) break;
+        if (instance.state === "ready" && instance.inFlight === 0 && now - instance.lastUsedAt >= unit.spec.scale.idleTimeout) {
+          keep--;
+          this.#o.systemLog(unit.name, instance.revisionId, instance.id, "instance idle, stopping (scale down)");
+          void this.#stop(instance, 5000);
+        }
+      }
+    }
+  }
+
+  async dispose(): Promise<void> {
+    this.#disposed = true;
+    this.#reaper.cancel();
+    this.#unsubscribe();
+    for (const unit of this.#units.values()) {
+      unit.restartTimer?.cancel();
+      for (const waiter of unit.waiters.splice(0)) {
+        waiter.reject(new FuncdError("FUNCTION_UNAVAILABLE", "funcd is shutting down", { retryAfter: 5 }));
+      }
+    }
+    await Promise.all([...this.#byInstance.values()].map((i) => this.#stop(i, 3000)));
+  }
+
+  // ── internals ────────────────────────────────────────────────────────────
+
+  #unit(name: string): Unit {
+    const unit = this.#units.get(name);
+    if (!unit) throw new FuncdError("FUNCTION_NOT_FOUND", `No function named "${name}"`);
+    return unit;
+  }
+
+  #newInstance(name: string, revisionId: string): LiveInstance {
+    const now = this.#o.clock.now();
+    this.#counter++;
+    return {
+      id: `${name}-${revisionId.slice(0, 8)}-${now.toString(36)}${this.#counter.toString(36)}`,
+      functionName: name,
+      revisionId,
+      state: "starting",
+      address: null,
+      upstream: null,
+      pid: undefined,
+      inFlight: 0,
+      served: 0,
+      startedAt: now,
+      readyAt: null,
+      lastUsedAt: now,
+    };
+  }
+
+  async #startInto(instance: LiveInstance, spec: FunctionSpec, revision: ServableRevision): Promise<void> {
+    const started = this.#o.clock.now();
+    const info = await this.#o.driver.start({
+      instanceId: instance.id,
+      functionName: instance.functionName,
+      revisionId: revision.id,
+      runtime: spec.runtime,
+      artifactDir: revision.artifactDir,
+      handler: spec.handler,
+      env: spec.env,
+      memoryMb: spec.memory,
+      timeoutMs: spec.timeout,
+    });
+    instance.address = info.address;
+    instance.pid = info.pid;
+    instance.upstream = this.#o.connect(info.address, defaultConcurrency(spec));
+    instance.state = "ready";
+    instance.readyAt = this.#o.clock.now();
+    instance.lastUsedAt = instance.readyAt;
+    this.#o.metrics.coldStartDuration.observe({ function: instance.functionName }, (instance.readyAt - started) / 1000);
+    this.#o.systemLog(
+      instance.functionName,
+      revision.id,
+      instance.id,
+      `instance ready in ${instance.readyAt - started} ms (revision #${revision.number})`,
+    );
+  }
+
+  #pickReady(unit: Unit): LiveInstance | undefined {
+    const limit = defaultConcurrency(unit.spec);
+    let best: LiveInstance | undefined;
+    for (const instance of unit.instances.values()) {
+      if (instance.state !== "ready" || instance.revisionId !== unit.revision?.id || instance.inFlight >= limit) continue;
+      if (!best || instance.inFlight < best.inFlight) best = instance;
+    }
+    return best;
+  }
+
+  #lease(unit: Unit, instance: LiveInstance, coldStart: boolean): Lease {
+    instance.inFlight++;
+    instance.served++;
+    instance.lastUsedAt = this.#o.clock.now();
+    let released = false;
+    return {
+      instance,
+      coldStart,
+      release: (outcome = {}) => {
+        if (released) return;
+        released = true;
+        instance.inFlight--;
+        instance.lastUsedAt = this.#o.clock.now();
+        if (outcome.kill) {
+          this.#o.systemLog(unit.name, instance.revisionId, instance.id, "instance did not answer in time, killing it");
+          void this.#stop(instance, 0);
+        } else if (outcome.recycle && instance.state === "ready") {
+          this.#o.systemLog(unit.name, instance.revisionId, instance.id, "handler timed out, recycling the instance");
+          this.#drain(instance);
+        } else if (instance.state === "draining" && instance.inFlight === 0) {
+          void this.#stop(instance, 5000);
+        } else if (instance.state === "ready") {
+          // A request went through: whatever crashed before is behind us.
+          if (unit.consecutiveCrashes > 0 && !outcome.recycle) unit.consecutiveCrashes = 0;
+        }
+        this.#dispatch(unit);
+      },
+    };
+  }
+
+  /** Gives waiting requests to free instances, and asks for more if some still wait. */
+  #dispatch(unit: Unit): void {
+    while (unit.waiters.length > 0) {
+      const free = this.#pickReady(unit);
+      if (!free) break;
+      const waiter = unit.waiters.shift();
+      waiter?.resolve(this.#lease(unit, free, free.served === 0));
+    }
+    if (unit.waiters.length > 0) this.#wantMore(unit);
+  }
+
+  /**
+   * Starts instances while the waiting requests exceed what starting
+   * instances will be able to take, up to `scale.max`.
+   */
+  #wantMore(unit: Unit): void {
+    const revision = unit.revision;
+    if (!revision || this.#disposed) return;
+    const now = this.#o.clock.now();
+    if (now < unit.backoffUntil) {
+      this.#scheduleRestart(unit, unit.backoffUntil - now);
+      return;
+    }
+    const limit = defaultConcurrency(unit.spec);
+    const current = [...unit.instances.values()].filter((i) => i.revisionId === revision.id && i.state !== "draining");
+    const starting = current.filter((i) => i.state === "starting").length;
+    const needed = Math.ceil(unit.waiters.length / limit) - starting;
+    const room = unit.spec.scale.max - current.length;
+    for (let n = 0; n < Math.min(needed, room); n++) this.#launch(unit, revision, true);
+  }
+
+  #ensureMin(unit: Unit): void {
+    const revision = unit.revision;
+    if (!revision || this.#disposed) return;
+    const current = [...unit.instances.values()].filter((i) => i.revisionId === revision.id && i.state !== "draining");
+    for (let n = current.length; n < unit.spec.scale.min; n++) this.#launch(unit, revision, false);
+  }
+
+  #launch(unit: Unit, revision: ServableRevision, cold: boolean): void {
+    const instance = this.#newInstance(unit.name, revision.id);
+    unit.instances.set(instance.id, instance);
+    this.#byInstance.set(instance.id, instance);
+    if (cold) this.#o.metrics.coldStarts.inc({ function: unit.name });
+    this.#publishGauges(unit);
+    this.#startInto(instance, unit.spec, revision).then(
+      () => {
+        if (unit.revision?.id !== revision.id || this.#units.get(unit.name) !== unit) {
+          this.#drain(instance);
+        }
+        unit.lastStartError = null;
+        this.#publishGauges(unit);
+        this.#dispatch(unit);
+      },
+      (err: unknown) => {
+        unit.instances.delete(instance.id);
+        this.#byInstance.delete(instance.id);
+        const error = err instanceof FuncdError ? err : new FuncdError("FUNCTION_UNAVAILABLE", messageOf(err));
+        unit.lastStartError = error;
+        this.#o.logger.warn({ function: unit.name, instance: instance.id, err: error.message }, "instance failed to start");
+        this.#o.systemLog(unit.name, revision.id, instance.id, `instance failed to start: ${error.message}`);
+        this.#recordCrash(unit, {
+          instanceId: instance.id,
+          at: this.#o.clock.now(),
+          reason: "start-failed",
+          code: null,
+          signal: null,
+          lastLogLines: Array.isArray(error.extra.logs) ? (error.extra.logs as string[]) : [],
+        });
+        this.#publishGauges(unit);
+      },
+    );
+  }
+
+  #scheduleRestart(unit: Unit, delayMs: number): void {
+    if (unit.restartTimer) return;
+    unit.restartTimer = this.#o.clock.setTimeout(() => {
+      unit.restartTimer = null;
+      this.#ensureMin(unit);
+      if (unit.waiters.length > 0) this.#wantMore(unit);
+    }, delayMs);
+  }
+
+  #recordCrash(unit: Unit, exit: LastExit): void {
+    unit.lastExit = exit;
+    unit.consecutiveCrashes++;
+    const delay = this.#backoff(unit.consecutiveCrashes);
+    unit.backoffUntil = this.#o.clock.now() + delay;
+    if (unit.consecutiveCrashes >= FAILING_AFTER_CRASHES) {
+      this.#o.logger.error({ function: unit.name, crashes: unit.consecutiveCrashes }, "function is crash-looping");
+      for (const waiter of unit.waiters.splice(0)) waiter.reject(this.#failingError(unit));
+    }
+    const wanted = unit.waiters.length > 0 || this.#servingCount(unit) < unit.spec.scale.min;
+    if (wanted) this.#scheduleRestart(unit, delay);
+  }
+
+  #servingCount(unit: Unit): number {
+    return [...unit.instances.values()].filter((i) => i.revisionId === unit.revision?.id && i.state !== "draining")
+      .length;
+  }
+
+  #failingError(unit: Unit): FuncdError {
+    const retryAfter = Math.max(1, Math.ceil((unit.backoffUntil - this.#o.clock.now()) / 1000));
+    const exit = unit.lastExit;
+    return new FuncdError(
+      "FUNCTION_FAILING",
+      `Function "${unit.name}" is failing: its instances exited ${unit.consecutiveCrashes} times in a row` +
+        (exit ? ` (last: ${exit.reason}${exit.code === null ? "" : `, exit code ${exit.code}`})` : ""),
+      { retryAfter, extra: { logs: exit?.lastLogLines ?? [] } },
+    );
+  }
+
+  #drain(instance: LiveInstance): void {
+    if (instance.state === "draining") return;
+    instance.state = "draining";
+    if (instance.inFlight === 0) void this.#stop(instance, 5000);
+  }
+
+  async #stop(instance: LiveInstance, graceMs: number): Promise<void> {
+    instance.state = "draining";
+    const unit = this.#units.get(instance.functionName);
+    try {
+      await this.#o.driver.stop(instance.id, { graceMs });
+    } catch (err) {
+      this.#o.logger.warn({ instance: instance.id, err: messageOf(err) }, "stopping an instance failed");
+    }
+    this.#forget(instance);
+    if (unit) this.#publishGauges(unit);
+  }
+
+  #forget(instance: LiveInstance): void {
+    this.#byInstance.delete(instance.id);
+    this.#units.get(instance.functionName)?.instances.delete(instance.id);
+    const upstream = instance.upstream;
+    instance.upstream = null;
+    if (upstream) void upstream.close().catch(() => upstream.destroy());
+  }
+
+  #onDriverEvent(event: DriverEvent): void {
+    if (event.type !== "exit" || event.exit.reason === "stopped") return;
+    const instance = this.#byInstance.get(event.instanceId);
+    if (!instance) return;
+    const wasDraining = instance.state === "draining";
+    this.#forget(instance);
+    const unit = this.#units.get(event.functionName);
+    this.#o.metrics.instanceExits.inc({ function: event.functionName, reason: event.exit.reason });
+    const how = `${event.exit.reason}${event.exit.code === null ? "" : ` (exit code ${event.exit.code})`}${event.exit.signal ? ` (signal ${event.exit.signal})` : ""}`;
+    this.#o.systemLog(event.functionName, instance.revisionId, instance.id, `instance exited: ${how}`);
+    this.#o.logger.warn({ function: event.functionName, instance: instance.id, reason: event.exit.reason }, "instance exited");
+    if (!unit || wasDraining) return;
+    this.#recordCrash(unit, { ...event.exit, instanceId: instance.id, at: this.#o.clock.now() });
+    this.#publishGauges(unit);
+  }
+
+  #publishGauges(unit: Unit): void {
+    const counts: Record<LiveState, number> = { starting: 0, ready: 0, draining: 0 };
+    for (const instance of unit.instances.values()) counts[instance.state]++;
+    for (const [state, value] of Object.entries(counts)) {
+      this.#o.metrics.instances.set({ function: unit.name, state }, value);
+    }
+  }
+}

@@ -1,0 +1,588 @@
+/**
+ * funcd's Node.js runtime server: loads one function handler and serves it over HTTP, following
+ * docs/runtime-contract.md. It runs inside the sandbox with nothing but Node's standard library, and it
+ * sits on the hot path of every invocation and every cold start, so it imports little and allocates
+ * little per request.
+ */
+import { AsyncLocalStorage } from "node:async_hooks";
+import { lstatSync, statSync, unlinkSync } from "node:fs";
+import { createServer } from "node:http";
+import { basename, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+
+const env = process.env;
+const FUNCTION_DIR = resolve(env.FUNCD_FUNCTION_DIR || ".");
+const HANDLER = env.FUNCD_HANDLER || "handler.main";
+const FUNCTION_NAME = env.FUNCD_FUNCTION_NAME || basename(FUNCTION_DIR);
+const REVISION = env.FUNCD_REVISION || "";
+const RUNTIME = env.FUNCD_RUNTIME || "nodejs20";
+const TIMEOUT_MS = positiveInt("FUNCD_TIMEOUT_MS", 30_000);
+const MEMORY_LIMIT_MB = positiveInt("FUNCD_MEMORY_LIMIT_MB", 256);
+const MEMORY_LIMIT = `${MEMORY_LIMIT_MB}Mi`;
+const LISTEN = parseListen(env.FUNCD_LISTEN || "8080");
+
+// The gateway pools connections to instances; outliving its idle timeout avoids racing a reused socket
+// that this side is just closing (which the gateway would see as a reset).
+const KEEP_ALIVE_TIMEOUT_MS = 65_000;
+
+const PROBLEM_BASE = "https://funcd.dev/errors#";
+const TEXT = "text/plain; charset=utf-8";
+const BYTES = "application/octet-stream";
+const JSON_TYPE = "application/json";
+const PROBLEM = "application/problem+json";
+const READY = '{"status":"ready"}';
+const EMPTY = Buffer.alloc(0);
+const BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+const TIMED_OUT = Symbol("timed out");
+
+/** The current invocation's log prefix (`\x1e<request-id>\x1f`), undefined outside invocations. */
+const als = new AsyncLocalStorage();
+
+const metrics = { calls: 0, failures: 0, sum: 0, buckets: new Array(BUCKETS.length + 1).fill(0) };
+let inFlight = 0;
+let draining = false;
+
+tagOutput(process.stdout);
+tagOutput(process.stderr);
+
+const { fn: main, owner } = await loadHandler();
+
+process.on("uncaughtException", (err) => {
+  // The process state is unknown after this; the driver restarts the instance.
+  console.error("funcd: uncaught exception, exiting:", err);
+  process.exit(1);
+});
+process.on("unhandledRejection", (reason) => {
+  console.error("funcd: unhandled promise rejection:", reason);
+});
+
+const server = createServer(onRequest);
+server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
+// Must exceed keepAliveTimeout, or a pooled connection's next request can be cut off mid-headers.
+server.headersTimeout = KEEP_ALIVE_TIMEOUT_MS + 1_000;
+server.on("error", (err) => {
+  console.error(`funcd: cannot listen on ${env.FUNCD_LISTEN || "8080"}:`, err);
+  process.exit(1);
+});
+if (LISTEN.path !== undefined) removeStaleSocket(LISTEN.path);
+if (LISTEN.path !== undefined) server.listen(LISTEN.path);
+else server.listen(LISTEN.port, LISTEN.host);
+process.once("SIGTERM", drain);
+process.once("SIGINT", drain);
+
+/**
+ * @param {import("node:http").IncomingMessage} req
+ * @param {import("node:http").ServerResponse} res
+ */
+function onRequest(req, res) {
+  if (draining) res.shouldKeepAlive = false;
+  const headers = req.headers;
+  const url = req.url || "/";
+  const q = url.indexOf("?");
+  const path = q === -1 ? url : url.slice(0, q);
+  // The gateway always marks invocations, so a function can serve /healthz and /metrics itself.
+  if (headers["x-funcd-invoke"] !== "1" && req.method === "GET") {
+    if (path === "/healthz") return send(res, 200, JSON_TYPE, READY);
+    if (path === "/metrics") return send(res, 200, "text/plain; version=0.0.4; charset=utf-8", renderMetrics());
+  }
+  const header = headers["x-request-id"];
+  const requestId = typeof header === "string" && header !== "" ? header : crypto.randomUUID();
+  res.setHeader("x-request-id", requestId);
+  // Control characters in the id would break the driver's line framing, so they never reach the prefix.
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point.
+  const prefix = `\x1e${requestId.replace(/[\x00-\x1f\x7f]/g, "?")}\x1f`;
+  als.run(prefix, invoke, req, res, requestId, path, q === -1 ? "" : url.slice(q + 1));
+}
+
+/**
+ * One invocation: build event and context, call the handler, map its result onto the response.
+ * @param {import("node:http").IncomingMessage} req
+ * @param {import("node:http").ServerResponse} res
+ * @param {string} requestId
+ * @param {string} path
+ * @param {string} search
+ */
+async function invoke(req, res, requestId, path, search) {
+  let started = performance.now();
+  const deadline = Date.now() + TIMEOUT_MS;
+  inFlight++;
+  let failed = false;
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let timer;
+  try {
+    const headers = req.headers;
+    const body = hasBody(headers) ? await readBody(req) : EMPTY;
+    const contentType = headers["content-type"];
+    let data;
+    try {
+      data = decodeBody(body, contentType, req.method);
+    } catch (err) {
+      // Not an invocation: the handler never ran, so it is not counted in the metrics.
+      started = -1;
+      send(res, 400, PROBLEM, problem(400, "bad-request", "BAD_REQUEST", "Bad request", err.message));
+      return;
+    }
+    const event = {
+      data,
+      method: req.method,
+      path,
+      query: parseQuery(search),
+      headers,
+      "event-id": headers["event-id"] || requestId,
+      "event-type": headers["event-type"] || contentType || JSON_TYPE,
+      "event-time": headers["event-time"] || new Date().toISOString(),
+      "event-namespace": headers["event-namespace"] || "funcd",
+      ce: {},
+      extensions: { request: req, response: res },
+    };
+    for (const name in headers) {
+      if (name.startsWith("ce-")) {
+        event[name] = headers[name];
+        event.ce[name.slice(3)] = headers[name];
+      }
+    }
+    const context = {
+      "function-name": FUNCTION_NAME,
+      timeout: TIMEOUT_MS / 1000,
+      runtime: RUNTIME,
+      "memory-limit": MEMORY_LIMIT,
+      functionName: FUNCTION_NAME,
+      timeoutMs: TIMEOUT_MS,
+      memoryLimit: MEMORY_LIMIT,
+      requestId,
+      revision: REVISION,
+      getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
+    };
+    const timedOut = new Promise((resolve) => {
+      timer = setTimeout(resolve, Math.max(0, deadline - Date.now()), TIMED_OUT);
+    });
+
+    let result;
+    try {
+      result = main.call(owner, event, context);
+      if (result !== null && typeof result?.then === "function") result = await Promise.race([result, timedOut]);
+      if (result !== TIMED_OUT && ownsResponse(res)) {
+        // The handler answers through extensions.response itself (e.g. a pipe still flowing): leave the
+        // response alone, but keep the timeout on it.
+        if (!res.writableFinished && !res.destroyed) {
+          result = await Promise.race([new Promise((resolve) => res.once("close", resolve)), timedOut]);
+        }
+        if (result !== TIMED_OUT) {
+          failed = res.statusCode >= 500;
+          return;
+        }
+      }
+      if (result === TIMED_OUT) {
+        failed = true;
+        onTimeout(res);
+        return;
+      }
+      failed = sendResult(res, result) >= 500;
+    } catch (err) {
+      failed = true;
+      console.error(`funcd: function "${FUNCTION_NAME}" threw:`, err);
+      const detail = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+      sendError(res, 500, problem(500, "function-error", "FUNCTION_ERROR", "The function threw an error", detail));
+    }
+  } catch (err) {
+    // Reading the request failed (the client went away); nothing useful can be answered.
+    failed = true;
+    res.destroy(err);
+  } finally {
+    clearTimeout(timer);
+    if (started >= 0) record(performance.now() - started, failed);
+    // Responses the server sent itself close their connection while draining (see send); one the
+    // handler wrote may have kept it open, and is flushed by now, so the idle connection can go.
+    if (--inFlight === 0 && draining && res.writableFinished) server.closeIdleConnections();
+  }
+}
+
+/**
+ * Whether the handler took over the response: it wrote, ended, or piped something into it. A pipe
+ * counts even before its first chunk, since `Readable.pipe` only starts flowing on a later tick.
+ * @param {import("node:http").ServerResponse} res
+ */
+function ownsResponse(res) {
+  return res.headersSent || res.writableEnded || res.listenerCount("unpipe") > 0;
+}
+
+/** @param {import("node:http").ServerResponse} res */
+function onTimeout(res) {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.setHeader("x-funcd-recycle", "1");
+  const detail = `Function "${FUNCTION_NAME}" did not finish within its timeout of ${TIMEOUT_MS} ms`;
+  sendError(res, 408, problem(408, "function-timeout", "FUNCTION_TIMEOUT", "Function timed out", detail));
+}
+
+function noop() {}
+
+/**
+ * Map a handler's return value onto the response (see "Results" in the contract).
+ * @param {import("node:http").ServerResponse} res
+ * @param {unknown} result
+ * @returns {number} the status sent
+ */
+function sendResult(res, result) {
+  if (result === undefined) return send(res, 200, undefined, EMPTY);
+  if (typeof result === "string") return send(res, 200, TEXT, result);
+  if (ArrayBuffer.isView(result) || result instanceof ArrayBuffer) return send(res, 200, BYTES, bytes(result));
+  if (typeof result === "object" && result !== null && typeof result.statusCode === "number") {
+    return sendShaped(res, result);
+  }
+  return send(res, 200, JSON_TYPE, JSON.stringify(result) ?? "");
+}
+
+/**
+ * `{ statusCode, headers, body, isBase64Encoded }`, the Lambda/OpenFaaS shape.
+ * @param {import("node:http").ServerResponse} res
+ * @param {{ statusCode: number, headers?: Record<string, unknown>, body?: unknown, isBase64Encoded?: boolean }} result
+ */
+function sendShaped(res, result) {
+  const { statusCode, headers, body, isBase64Encoded } = result;
+  if (headers !== null && typeof headers === "object") {
+    for (const name in headers) {
+      const value = headers[name];
+      if (value !== undefined && value !== null) {
+        res.setHeader(name, Array.isArray(value) ? value.map(String) : String(value));
+      }
+    }
+  }
+  if (body === undefined || body === null) return send(res, statusCode, undefined, EMPTY);
+  const typed = res.hasHeader("content-type");
+  if (typeof body === "string") {
+    if (isBase64Encoded === true) return send(res, statusCode, typed ? undefined : BYTES, Buffer.from(body, "base64"));
+    return send(res, statusCode, typed ? undefined : TEXT, body);
+  }
+  if (ArrayBuffer.isView(body) || body instanceof ArrayBuffer) {
+    return send(res, statusCode, typed ? undefined : BYTES, bytes(body));
+  }
+  return send(res, statusCode, typed ? undefined : JSON_TYPE, JSON.stringify(body) ?? "");
+}
+
+/**
+ * @param {ArrayBufferView | ArrayBuffer} value
+ * @returns {Buffer}
+ */
+function bytes(value) {
+  if (Buffer.isBuffer(value)) return value;
+  if (value instanceof ArrayBuffer) return Buffer.from(value);
+  return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+}
+
+/**
+ * Answer with a complete body. Node sets content-length itself when `end` gets the whole body.
+ * @param {import("node:http").ServerResponse} res
+ * @param {number} status
+ * @param {string | undefined} type
+ * @param {string | Buffer} body
+ * @returns {number} the status sent
+ */
+function send(res, status, type, body) {
+  if (draining) res.shouldKeepAlive = false;
+  if (type !== undefined) res.setHeader("content-type", type);
+  // Not writeHead(): it would flush the head before end() knows the length, forcing chunked encoding.
+  res.statusCode = status;
+  res.end(body);
+  return status;
+}
+
+/**
+ * Answer with a problem, dropping any headers the handler set before it failed (they describe a body
+ * that is not being sent), but keeping the request id.
+ * @param {import("node:http").ServerResponse} res
+ * @param {number} status
+ * @param {string} body
+ */
+function sendError(res, status, body) {
+  // The handler may still be running, or have piped into the response, and write after this answer;
+  // a write after end must not become an uncaught error that takes the instance down.
+  res.on("error", noop);
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  for (const name of res.getHeaderNames()) {
+    if (name !== "x-request-id" && name !== "x-funcd-recycle") res.removeHeader(name);
+  }
+  send(res, status, PROBLEM, body);
+}
+
+/**
+ * @param {number} status
+ * @param {string} slug
+ * @param {string} code
+ * @param {string} title
+ * @param {string} detail
+ */
+function problem(status, slug, code, title, detail) {
+  return JSON.stringify({ type: PROBLEM_BASE + slug, title, status, detail, code });
+}
+
+/** @param {import("node:http").IncomingHttpHeaders} headers */
+function hasBody(headers) {
+  const length = headers["content-length"];
+  return length !== undefined ? length !== "0" : headers["transfer-encoding"] !== undefined;
+}
+
+/**
+ * The whole request body. The gateway bounds its size, so buffering it is safe.
+ * @param {import("node:http").IncomingMessage} req
+ * @returns {Promise<Buffer>}
+ */
+function readBody(req) {
+  return new Promise((resolve, reject) => {
+    /** @type {Buffer[]} */
+    const chunks = [];
+    let size = 0;
+    req.on("data", (chunk) => {
+      chunks.push(chunk);
+      size += chunk.length;
+    });
+    req.on("end", () => resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size)));
+    req.on("error", reject);
+    req.on("aborted", () => reject(new Error("The client aborted the request")));
+  });
+}
+
+/**
+ * `event.data`: JSON types parsed, text types as a string, anything else as bytes.
+ * @param {Buffer} body
+ * @param {string | undefined} contentType
+ * @param {string | undefined} method
+ */
+function decodeBody(body, contentType, method) {
+  if (body.length === 0) return method === "GET" || method === "HEAD" ? undefined : "";
+  if (contentType === undefined) return body;
+  const semi = contentType.indexOf(";");
+  const media = (semi === -1 ? contentType : contentType.slice(0, semi)).trim().toLowerCase();
+  if (media === JSON_TYPE || media.endsWith("+json")) {
+    try {
+      return JSON.parse(body.toString("utf8"));
+    } catch (err) {
+      throw new Error(`The request body is not valid JSON (content-type ${media}): ${err.message}`);
+    }
+  }
+  if (media.startsWith("text/") || media === "application/x-www-form-urlencoded") return body.toString("utf8");
+  return body;
+}
+
+/**
+ * The query string as an object; a repeated key becomes an array of its values.
+ * @param {string} search
+ * @returns {Record<string, string | string[]>}
+ */
+function parseQuery(search) {
+  /** @type {Record<string, string | string[]>} */
+  const query = {};
+  if (search === "") return query;
+  for (const [key, value] of new URLSearchParams(search)) {
+    const previous = Object.hasOwn(query, key) ? query[key] : undefined;
+    const next = previous === undefined ? value : Array.isArray(previous) ? [...previous, value] : [previous, value];
+    // defineProperty, so a key named "__proto__" is data rather than a prototype change.
+    Object.defineProperty(query, key, { value: next, enumerable: true, writable: true, configurable: true });
+  }
+  return query;
+}
+
+/**
+ * @param {number} ms
+ * @param {boolean} failed
+ */
+function record(ms, failed) {
+  const seconds = ms / 1000;
+  metrics.calls++;
+  if (failed) metrics.failures++;
+  metrics.sum += seconds;
+  let i = 0;
+  while (i < BUCKETS.length && seconds > BUCKETS[i]) i++;
+  metrics.buckets[i]++;
+}
+
+/** Prometheus text exposition, written by hand to keep prom-client out of the sandbox. */
+function renderMetrics() {
+  const label = `function="${FUNCTION_NAME.replace(/[\\"\n]/g, (c) => (c === "\n" ? "\\n" : `\\${c}`))}"`;
+  let out =
+    "# HELP function_calls_total Invocations of the function.\n" +
+    "# TYPE function_calls_total counter\n" +
+    `function_calls_total{${label}} ${metrics.calls}\n` +
+    "# HELP function_failures_total Invocations that threw, timed out or answered a 5xx status.\n" +
+    "# TYPE function_failures_total counter\n" +
+    `function_failures_total{${label}} ${metrics.failures}\n` +
+    "# HELP function_duration_seconds Time from receiving an invocation to answering it.\n" +
+    "# TYPE function_duration_seconds histogram\n";
+  let cumulative = 0;
+  for (let i = 0; i <= BUCKETS.length; i++) {
+    cumulative += metrics.buckets[i];
+    const le = i < BUCKETS.length ? String(BUCKETS[i]) : "+Inf";
+    out += `function_duration_seconds_bucket{${label},le="${le}"} ${cumulative}\n`;
+  }
+  out += `function_duration_seconds_sum{${label}} ${metrics.sum}\n`;
+  out += `function_duration_seconds_count{${label}} ${metrics.calls}\n`;
+  return out;
+}
+
+/**
+ * Prefix each line written during an invocation with `\x1e<request-id>\x1f`, so the driver can tag it.
+ * Patching `write` covers console.* too, which writes through it. A line left open by one writer is
+ * ended before another writer's output, so a tag always starts a line.
+ * @param {NodeJS.WriteStream} stream
+ */
+function tagOutput(stream) {
+  const write = stream.write;
+  /** The prefix of the line left open; "" when untagged output left it open; null at a line start. */
+  let open = null;
+  stream.write = function taggedWrite(chunk, encoding, callback) {
+    const prefix = als.getStore();
+    const isString = typeof chunk === "string";
+    if (!isString && !ArrayBuffer.isView(chunk)) return write.call(stream, chunk, encoding, callback);
+    const size = isString ? chunk.length : chunk.byteLength;
+    if (size === 0) return write.call(stream, chunk, encoding, callback);
+    if (prefix === undefined) {
+      if (open !== null && open !== "") write.call(stream, "\n");
+      open = (isString ? chunk.charCodeAt(size - 1) : bytes(chunk)[size - 1]) === 10 ? null : "";
+      return write.call(stream, chunk, encoding, callback);
+    }
+    const text = isString
+      ? typeof encoding === "string" && !/^utf-?8$/i.test(encoding)
+        ? Buffer.from(chunk, encoding).toString("utf8")
+        : chunk
+      : bytes(chunk).toString("utf8");
+    let out = open === prefix ? "" : open === null ? prefix : `\n${prefix}`;
+    const last = text.length - 1;
+    let from = 0;
+    for (let nl = text.indexOf("\n"); nl !== -1 && nl < last; nl = text.indexOf("\n", from)) {
+      out += text.slice(from, nl + 1) + prefix;
+      from = nl + 1;
+    }
+    out += from === 0 ? text : text.slice(from);
+    open = text.charCodeAt(last) === 10 ? null : prefix;
+    return write.call(stream, out, "utf8", typeof encoding === "function" ? encoding : callback);
+  };
+}
+
+/**
+ * Import the handler module and find its export. Any failure is fatal with exit code 3, which the
+ * driver reports as a failed deploy showing this output.
+ * @returns {Promise<{ fn: Function, owner: unknown }>}
+ */
+async function loadHandler() {
+  const dot = HANDLER.lastIndexOf(".");
+  if (dot <= 0 || dot === HANDLER.length - 1) {
+    fatal(`FUNCD_HANDLER "${HANDLER}" is not of the form file.export (for example handler.main)`);
+  }
+  const file = HANDLER.slice(0, dot);
+  const name = HANDLER.slice(dot + 1);
+  const candidates = [".js", ".mjs", ".cjs"].map((ext) => file + ext);
+  // Also accept a handler naming the file with its extension, e.g. "handler.mjs.main".
+  if (/\.[cm]?js$/.test(file)) candidates.push(file);
+  const found = candidates.find((candidate) => isFile(resolve(FUNCTION_DIR, candidate)));
+  if (found === undefined) {
+    fatal(`Cannot load handler "${HANDLER}": none of ${candidates.join(", ")} exists in ${FUNCTION_DIR}`);
+  }
+  const path = resolve(FUNCTION_DIR, found);
+  let ns;
+  try {
+    ns = await import(pathToFileURL(path).href);
+  } catch (err) {
+    fatal(`Cannot load handler "${HANDLER}": importing ${path} failed`, err);
+  }
+  // Named exports first (ESM, and CommonJS names Node detects); then the default export's members, which
+  // is where `module.exports = { main }` and `export default { main }` put them.
+  const fallback = ns.default;
+  if (typeof ns[name] === "function") {
+    // A CommonJS method keeps module.exports as `this`, as it would when called as exports.main().
+    return { fn: ns[name], owner: fallback?.[name] === ns[name] ? fallback : undefined };
+  }
+  if (fallback !== null && (typeof fallback === "object" || typeof fallback === "function")) {
+    if (typeof fallback[name] === "function") return { fn: fallback[name], owner: fallback };
+  }
+  const names = Object.keys(ns).filter((key) => key !== "default");
+  if (fallback !== null && typeof fallback === "object") {
+    for (const key of Object.keys(fallback)) if (!names.includes(key)) names.push(key);
+  } else if (fallback !== undefined) names.push("default");
+  const what = name in ns || (fallback != null && name in Object(fallback)) ? "is not a function" : "is missing";
+  fatal(
+    `Cannot load handler "${HANDLER}": the export "${name}" of ${path} ${what}; ` +
+      `its exports are: ${names.length ? names.join(", ") : "(none)"}`,
+  );
+}
+
+/**
+ * @param {string} message
+ * @param {unknown} [err]
+ * @returns {never}
+ */
+function fatal(message, err) {
+  const stack = err === undefined ? "" : `${err instanceof Error && err.stack ? err.stack : String(err)}\n`;
+  // Pipes and files get synchronous writes, so this is flushed before exit.
+  process.stderr.write(`funcd: ${message}\n${stack}`);
+  process.exit(3);
+}
+
+/** @param {string} path */
+function isFile(path) {
+  try {
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A previous instance that was killed leaves its socket file behind, and listen() would fail on it.
+ * @param {string} path
+ */
+function removeStaleSocket(path) {
+  try {
+    if (lstatSync(path).isSocket()) unlinkSync(path);
+  } catch {
+    // Nothing there: nothing to remove.
+  }
+}
+
+/**
+ * Stop accepting connections, let in-flight invocations finish, then exit 0. Bounded by the timeout,
+ * since no invocation may legitimately run longer; the driver's SIGKILL is the backstop anyway.
+ */
+function drain() {
+  if (draining) return;
+  draining = true;
+  server.close(() => process.exit(0));
+  // Pooled idle connections would otherwise hold the server open until their keep-alive timeout.
+  server.closeIdleConnections();
+  setTimeout(() => process.exit(0), TIMEOUT_MS + 1_000).unref();
+}
+
+/**
+ * @param {string} listen
+ * @returns {{ path: string, port?: undefined, host?: undefined } | { path?: undefined, port: number, host: string | undefined }}
+ */
+function parseListen(listen) {
+  if (listen.startsWith("/")) return { path: listen };
+  const colon = listen.lastIndexOf(":");
+  const port = Number(colon === -1 ? listen : listen.slice(colon + 1));
+  const host = colon === -1 ? undefined : listen.slice(0, colon).replace(/^\[(.*)\]$/, "$1") || undefined;
+  if (!Number.isInteger(port) || port < 0 || port > 65_535) {
+    process.stderr.write(`funcd: FUNCD_LISTEN "${listen}" is not a socket path, port or host:port\n`);
+    process.exit(1);
+  }
+  return { port, host };
+}
+
+/**
+ * @param {string} name
+ * @param {number} fallback
+ */
+function positiveInt(name, fallback) {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value <= 0) {
+    process.stderr.write(`funcd: ${name} "${raw}" is not a positive integer\n`);
+    process.exit(1);
+  }
+  return value;
+}
