@@ -109,7 +109,10 @@ export class ApiClient {
   async call<T>(method: string, path: string, body?: unknown): Promise<T> {
     const res = await this.send(method, path, {
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      headers: { accept: "application/json", ...(body === undefined ? {} : { "content-type": "application/json" }) },
+      headers: {
+        accept: "application/json",
+        ...(body === undefined ? {} : { "content-type": "application/json" }),
+      },
     });
     if (res.statusCode === 204) {
       await res.body.dump();
@@ -148,10 +151,14 @@ export class ApiClient {
         return result as unknown as DeployResult;
       } else if (msg.type === "error") throw cliErrorFromProblem(msg.problem, 500);
     }
-    throw new CliError("INTERNAL", `The deploy stream ended without a result (last line: ${JSON.stringify(last)})`, {
-      title: "Deploy outcome unknown",
-      hint: `Check with \`funcd describe ${name}\`.`,
-    });
+    throw new CliError(
+      "INTERNAL",
+      `The deploy stream ended without a result (last line: ${JSON.stringify(last)})`,
+      {
+        title: "Deploy outcome unknown",
+        hint: `Check with \`funcd describe ${name}\`.`,
+      },
+    );
   }
 
   /** Calls a function through the gateway; answers are returned as they are, whatever the status. */
@@ -214,10 +221,14 @@ export class ApiClient {
         { bare: true, cause: err },
       );
     }
-    return new CliError("DAEMON_UNREACHABLE", `Lost the connection to the daemon at ${this.baseUrl}: ${message}`, {
-      bare: true,
-      cause: err,
-    });
+    return new CliError(
+      "DAEMON_UNREACHABLE",
+      `Lost the connection to the daemon at ${this.baseUrl}: ${message}`,
+      {
+        bare: true,
+        cause: err,
+      },
+    );
   }
 }
 
@@ -252,16 +263,23 @@ async function readJson(res: Response, baseUrl: string): Promise<unknown> {
   try {
     return JSON.parse(text);
   } catch {
-    throw new CliError("INTERNAL", `${baseUrl} answered HTTP ${res.statusCode} with something that is not JSON`, {
-      title: "Unexpected answer from the daemon",
-      extra: { logs: [text.slice(0, 300)] },
-      hint: "Is --url / FUNCD_URL pointing at a funcd daemon?",
-    });
+    throw new CliError(
+      "INTERNAL",
+      `${baseUrl} answered HTTP ${res.statusCode} with something that is not JSON`,
+      {
+        title: "Unexpected answer from the daemon",
+        extra: { logs: [text.slice(0, 300)] },
+        hint: "Is --url / FUNCD_URL pointing at a funcd daemon?",
+      },
+    );
   }
 }
 
 /** Splits a byte stream into NDJSON values; a line that is not JSON is an error, not silently skipped. */
-export async function* readLines(body: AsyncIterable<Uint8Array | string>, source: string): AsyncGenerator<unknown> {
+export async function* readLines(
+  body: AsyncIterable<Uint8Array | string>,
+  source: string,
+): AsyncGenerator<unknown> {
   const decoder = new TextDecoder();
   let buffer = "";
   const parse = (line: string): unknown => {

@@ -68,6 +68,9 @@ export function contextFor(command: Command, deps: CliDeps): VerbContext {
     deps,
     baseUrl,
     client: () =>
-      new ApiClient({ baseUrl: baseUrl(), token: resolveToken(deps.env, resolveDataDir(globals.dataDir, deps.env)) }),
+      new ApiClient({
+        baseUrl: baseUrl(),
+        token: resolveToken(deps.env, resolveDataDir(globals.dataDir, deps.env)),
+      }),
   };
 }

@@ -16,11 +16,7 @@ export interface DeployJob {
  * Packs the folder and PUTs it, showing the daemon's progress on one spinner
  * line; shared by `deploy` and `up`. Throws a CliError when the deploy fails.
  */
-export async function deployFunction(
-  out: Output,
-  client: ApiClient,
-  job: DeployJob,
-): Promise<DeployResult> {
+export async function deployFunction(out: Output, client: ApiClient, job: DeployJob): Promise<DeployResult> {
   const { name } = job;
   const task = out.task(`${name}: packing ${job.dir}`);
   try {
@@ -29,7 +25,10 @@ export async function deployFunction(
     const body = { ...job.spec, name, archive: packed.archive.toString("base64") };
     const result = await client.deploy(name, body, (message) => task.update(`${name}: ${message}`));
     if (result.revision?.status === "failed") {
-      throw new CliError("DEPLOY_FAILED", result.revision.error ?? `revision ${shortId(result.revision.id)} failed`);
+      throw new CliError(
+        "DEPLOY_FAILED",
+        result.revision.error ?? `revision ${shortId(result.revision.id)} failed`,
+      );
     }
     task.succeed(deployedLine(client.baseUrl, name, result));
     return result;

@@ -1,4 +1,4 @@
-import { codeFromProblemType, ERRORS, type ErrorCode } from "../shared/errors.js";
+import { codeFromProblemType, ERRORS, type ErrorCode, FuncdError } from "../shared/errors.js";
 
 /** `USAGE` marks mistakes in the command line or in local input files; it is not an API code. */
 export type CliErrorCode = ErrorCode | "USAGE";
@@ -114,6 +114,15 @@ export function cliErrorFromProblem(problem: unknown, status: number): CliError 
 /** Anything thrown, as a CliError (unknown errors keep their message and become INTERNAL). */
 export function toCliError(err: unknown): CliError {
   if (err instanceof CliError) return err;
+  // Errors of the daemon's own modules (the `server` verb runs in-process) keep their code.
+  if (err instanceof FuncdError) {
+    return new CliError(err.code, err.message, {
+      title: err.title,
+      status: err.status,
+      extra: err.extra,
+      cause: err,
+    });
+  }
   const message = err instanceof Error ? err.message : String(err);
   return new CliError("INTERNAL", message, { title: "Unexpected error", cause: err });
 }

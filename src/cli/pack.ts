@@ -79,13 +79,21 @@ export async function packFolder(dir: string): Promise<PackedFolder> {
   if (files.length === 0) throw usageError(`Folder ${dir} has no files to deploy`);
   // `follow` stores the content of in-folder links as plain files (listFunctionFiles vetted every
   // link), so the daemon never has to unpack a symlink.
-  const archive = await create({ gzip: true, cwd: resolve(dir), portable: true, follow: true }, files).concat();
+  const archive = await create(
+    { gzip: true, cwd: resolve(dir), portable: true, follow: true },
+    files,
+  ).concat();
   return { archive, files };
 }
 
 /** For progress messages: `3 files, 1.2 KiB`. */
 export function describePack(packed: PackedFolder): string {
   const size = packed.archive.length;
-  const human = size < 1024 ? `${size} B` : size < 1024 * 1024 ? `${(size / 1024).toFixed(1)} KiB` : `${(size / 1024 / 1024).toFixed(1)} MiB`;
+  const human =
+    size < 1024
+      ? `${size} B`
+      : size < 1024 * 1024
+        ? `${(size / 1024).toFixed(1)} KiB`
+        : `${(size / 1024 / 1024).toFixed(1)} MiB`;
   return `${packed.files.length} file${packed.files.length === 1 ? "" : "s"}, ${human}`;
 }

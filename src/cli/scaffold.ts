@@ -30,7 +30,10 @@ export function packageRoot(from: string = fileURLToPath(import.meta.url)): stri
 
 export function packageVersion(root: string = packageRoot()): string {
   try {
-    return (JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { version?: string }).version ?? "0.0.0";
+    return (
+      (JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { version?: string }).version ??
+      "0.0.0"
+    );
   } catch {
     return "0.0.0";
   }
@@ -84,14 +87,18 @@ export interface NewFunctionResult {
 export async function newFunction(options: NewFunctionOptions): Promise<NewFunctionResult> {
   const { name, runtime, templatesDir } = options;
   if (!FUNCTION_NAME.test(name)) {
-    throw usageError(`"${name}" is not a function name: use lower-case letters, digits and '-', starting with a letter`);
+    throw usageError(
+      `"${name}" is not a function name: use lower-case letters, digits and '-', starting with a letter`,
+    );
   }
   const source = join(templatesDir, runtime, "scaffold");
   if (!(await isDir(source))) {
     const known = await scaffoldRuntimes(templatesDir);
     throw usageError(
       `Unknown runtime "${runtime}" for funcd new`,
-      known.length > 0 ? `Available runtimes: ${known.join(", ")}` : `No runtime templates found in ${templatesDir}`,
+      known.length > 0
+        ? `Available runtimes: ${known.join(", ")}`
+        : `No runtime templates found in ${templatesDir}`,
     );
   }
   const target = resolve(options.dir, name);
@@ -123,7 +130,9 @@ async function copyTree(from: string, to: string, rel: string, name: string, fil
       const content = await readFile(src);
       const mode = (await stat(src)).mode;
       // Only text is templated; a binary file (an icon, a wasm) is copied byte for byte.
-      const out = isUtf8(content) ? Buffer.from(content.toString("utf8").replaceAll("{{name}}", name)) : content;
+      const out = isUtf8(content)
+        ? Buffer.from(content.toString("utf8").replaceAll("{{name}}", name))
+        : content;
       await writeFile(dest, out, { mode });
       files.push(relPath.replaceAll("{{name}}", name));
     }

@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
-import { type Document, isMap, LineCounter, parseDocument } from "yaml";
+import { type Document, isMap, isScalar, LineCounter, parseDocument } from "yaml";
 import { FUNCTION_NAME } from "../deploy/spec.js";
 import { usageError } from "./errors.js";
 
@@ -42,13 +42,24 @@ export function parseYaml(text: string, file: string): ParsedYaml {
     throw usageError(`Invalid YAML in ${file}:${line}:${col}: ${error.message}`);
   }
   const where = (path: Array<string | number>) => {
-    const node = path.length === 0 ? doc.contents : doc.getIn(path, true);
-    const offset = (node as { range?: [number, number, number] } | null | undefined)?.range?.[0];
+    const offset = rangeStart(doc, path);
     if (offset === undefined) return file;
     const { line, col } = lineCounter.linePos(offset);
     return `${file}:${line}:${col}`;
   };
   return { doc, value: doc.toJS(), where };
+}
+
+/** Where the entry at `path` starts: its key inside a map (where users look), else the node itself. */
+function rangeStart(doc: Document, path: Array<string | number>): number | undefined {
+  const last = path.at(-1);
+  const parent = path.length === 0 ? undefined : doc.getIn(path.slice(0, -1), true);
+  if (last !== undefined && isMap(parent)) {
+    const pair = parent.items.find((item) => isScalar(item.key) && item.key.value === last);
+    if (pair && isScalar(pair.key) && pair.key.range) return pair.key.range[0];
+  }
+  const node = path.length === 0 ? doc.contents : doc.getIn(path, true);
+  return (node as { range?: [number, number, number] } | null | undefined)?.range?.[0];
 }
 
 const isRecord = (value: unknown): value is Record<string, unknown> =>
@@ -63,7 +74,9 @@ export function parseStack(text: string, file: string): Stack {
   }
   const { functions } = value;
   if (!isRecord(functions) || !isMap(parsed.doc.getIn(["functions"], true))) {
-    throw usageError(`${where(["functions"])}: "functions" must be a map of name → spec, e.g.\n  functions:\n    sum:\n      runtime: nodejs20`);
+    throw usageError(
+      `${where(["functions"])}: "functions" must be a map of name → spec, e.g.\n  functions:\n    sum:\n      runtime: nodejs20`,
+    );
   }
   const base = dirname(resolve(file));
   const out: StackFunction[] = [];
@@ -93,7 +106,10 @@ export async function readStack(file: string): Promise<Stack> {
     text = await readFile(file, "utf8");
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") {
-      throw usageError(`Stack file ${file} does not exist`, "Pass one with -f, or write a funcd.yaml with a functions: map.");
+      throw usageError(
+        `Stack file ${file} does not exist`,
+        "Pass one with -f, or write a funcd.yaml with a functions: map.",
+      );
     }
     throw usageError(`Cannot read ${file}: ${(err as Error).message}`);
   }

@@ -83,7 +83,8 @@ function onRequest(req, res) {
   // The gateway always marks invocations, so a function can serve /healthz and /metrics itself.
   if (headers["x-funcd-invoke"] !== "1" && req.method === "GET") {
     if (path === "/healthz") return send(res, 200, JSON_TYPE, READY);
-    if (path === "/metrics") return send(res, 200, "text/plain; version=0.0.4; charset=utf-8", renderMetrics());
+    if (path === "/metrics")
+      return send(res, 200, "text/plain; version=0.0.4; charset=utf-8", renderMetrics());
   }
   const header = headers["x-request-id"];
   const requestId = typeof header === "string" && header !== "" ? header : crypto.randomUUID();
@@ -160,7 +161,8 @@ async function invoke(req, res, requestId, path, search) {
     let result;
     try {
       result = main.call(owner, event, context);
-      if (result !== null && typeof result?.then === "function") result = await Promise.race([result, timedOut]);
+      if (result !== null && typeof result?.then === "function")
+        result = await Promise.race([result, timedOut]);
       if (result !== TIMED_OUT && ownsResponse(res)) {
         // The handler answers through extensions.response itself (e.g. a pipe still flowing): leave the
         // response alone, but keep the timeout on it.
@@ -182,7 +184,11 @@ async function invoke(req, res, requestId, path, search) {
       failed = true;
       console.error(`funcd: function "${FUNCTION_NAME}" threw:`, err);
       const detail = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
-      sendError(res, 500, problem(500, "function-error", "FUNCTION_ERROR", "The function threw an error", detail));
+      sendError(
+        res,
+        500,
+        problem(500, "function-error", "FUNCTION_ERROR", "The function threw an error", detail),
+      );
     }
   } catch (err) {
     // Reading the request failed (the client went away); nothing useful can be answered.
@@ -228,7 +234,8 @@ function noop() {}
 function sendResult(res, result) {
   if (result === undefined) return send(res, 200, undefined, EMPTY);
   if (typeof result === "string") return send(res, 200, TEXT, result);
-  if (ArrayBuffer.isView(result) || result instanceof ArrayBuffer) return send(res, 200, BYTES, bytes(result));
+  if (ArrayBuffer.isView(result) || result instanceof ArrayBuffer)
+    return send(res, 200, BYTES, bytes(result));
   if (typeof result === "object" && result !== null && typeof result.statusCode === "number") {
     return sendShaped(res, result);
   }
@@ -253,7 +260,8 @@ function sendShaped(res, result) {
   if (body === undefined || body === null) return send(res, statusCode, undefined, EMPTY);
   const typed = res.hasHeader("content-type");
   if (typeof body === "string") {
-    if (isBase64Encoded === true) return send(res, statusCode, typed ? undefined : BYTES, Buffer.from(body, "base64"));
+    if (isBase64Encoded === true)
+      return send(res, statusCode, typed ? undefined : BYTES, Buffer.from(body, "base64"));
     return send(res, statusCode, typed ? undefined : TEXT, body);
   }
   if (ArrayBuffer.isView(body) || body instanceof ArrayBuffer) {
@@ -365,7 +373,8 @@ function decodeBody(body, contentType, method) {
       throw new Error(`The request body is not valid JSON (content-type ${media}): ${err.message}`);
     }
   }
-  if (media.startsWith("text/") || media === "application/x-www-form-urlencoded") return body.toString("utf8");
+  if (media.startsWith("text/") || media === "application/x-www-form-urlencoded")
+    return body.toString("utf8");
   return body;
 }
 
@@ -380,7 +389,8 @@ function parseQuery(search) {
   if (search === "") return query;
   for (const [key, value] of new URLSearchParams(search)) {
     const previous = Object.hasOwn(query, key) ? query[key] : undefined;
-    const next = previous === undefined ? value : Array.isArray(previous) ? [...previous, value] : [previous, value];
+    const next =
+      previous === undefined ? value : Array.isArray(previous) ? [...previous, value] : [previous, value];
     // defineProperty, so a key named "__proto__" is data rather than a prototype change.
     Object.defineProperty(query, key, { value: next, enumerable: true, writable: true, configurable: true });
   }
@@ -503,7 +513,8 @@ async function loadHandler() {
   if (fallback !== null && typeof fallback === "object") {
     for (const key of Object.keys(fallback)) if (!names.includes(key)) names.push(key);
   } else if (fallback !== undefined) names.push("default");
-  const what = name in ns || (fallback != null && name in Object(fallback)) ? "is not a function" : "is missing";
+  const what =
+    name in ns || (fallback != null && name in Object(fallback)) ? "is not a function" : "is missing";
   fatal(
     `Cannot load handler "${HANDLER}": the export "${name}" of ${path} ${what}; ` +
       `its exports are: ${names.length ? names.join(", ") : "(none)"}`,

@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { contextFor, type CliDeps } from "../context.js";
+import { type CliDeps, contextFor } from "../context.js";
 
 export function register(program: Command, deps: CliDeps): void {
   program

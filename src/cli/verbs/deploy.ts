@@ -2,7 +2,7 @@ import { resolve } from "node:path";
 import type { Command } from "commander";
 import { FUNCTION_NAME } from "../../deploy/spec.js";
 import { collect, duration, integer, keyValue } from "../args.js";
-import { contextFor, type CliDeps } from "../context.js";
+import { type CliDeps, contextFor } from "../context.js";
 import { deployFunction } from "../deployer.js";
 import { usageError } from "../errors.js";
 import { folderName, readFolderDefaults, type SpecFields } from "../stack.js";
@@ -22,7 +22,9 @@ interface DeployOptions {
 }
 
 const asRecord = (value: unknown): Record<string, unknown> =>
-  typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+  typeof value === "object" && value !== null && !Array.isArray(value)
+    ? (value as Record<string, unknown>)
+    : {};
 
 /** Flags over the folder's spec file: scalar flags replace, `--env` merges, `--route` replaces the list. */
 export function mergeSpec(defaults: SpecFields, options: DeployOptions): SpecFields {
@@ -50,7 +52,10 @@ export function register(program: Command, deps: CliDeps): void {
     .command("deploy")
     .description("pack a function folder and deploy it (a new revision when anything changed)")
     .argument("[dir]", "the function folder", ".")
-    .option("-n, --name <name>", "function name (default: from funcd.yaml in the folder, else the folder's name)")
+    .option(
+      "-n, --name <name>",
+      "function name (default: from funcd.yaml in the folder, else the folder's name)",
+    )
     .option("--runtime <runtime>", "runtime, e.g. nodejs20 (default nodejs20)")
     .option("--handler <file.export>", "handler, e.g. handler.main (default handler.main)")
     .option("--route <path>", "extra public path, e.g. /sum (repeatable)", collect)
@@ -79,7 +84,9 @@ A funcd.yaml or function.yaml in the folder gives defaults; flags win.`,
       if (!FUNCTION_NAME.test(name)) {
         throw usageError(
           `"${name}" is not a function name: use lower-case letters, digits and '-', starting with a letter`,
-          options.name === undefined ? "The name comes from the folder; pass --name to choose another." : undefined,
+          options.name === undefined
+            ? "The name comes from the folder; pass --name to choose another."
+            : undefined,
         );
       }
       const spec = mergeSpec(defaults?.spec ?? {}, options);

@@ -1,8 +1,8 @@
 import { isUtf8 } from "node:buffer";
 import { readFile } from "node:fs/promises";
 import type { Command } from "commander";
-import { collect, header } from "../args.js";
-import { contextFor, type CliDeps } from "../context.js";
+import { header } from "../args.js";
+import { type CliDeps, contextFor } from "../context.js";
 import { CliError, cliErrorFromProblem, usageError } from "../errors.js";
 
 interface InvokeOptions {
@@ -15,7 +15,8 @@ interface InvokeOptions {
 
 async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
   const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(typeof chunk === "string" ? Buffer.from(chunk) : Buffer.from(chunk));
+  for await (const chunk of stream)
+    chunks.push(typeof chunk === "string" ? Buffer.from(chunk) : Buffer.from(chunk));
   return Buffer.concat(chunks);
 }
 
@@ -76,7 +77,8 @@ Examples:
       const method = (options.method ?? (body === undefined ? "GET" : "POST")).toUpperCase();
       const headers: Record<string, string> = {};
       for (const [key, value] of options.header ?? []) headers[key.toLowerCase()] = value;
-      if (body !== undefined && headers["content-type"] === undefined) headers["content-type"] = contentTypeFor(body);
+      if (body !== undefined && headers["content-type"] === undefined)
+        headers["content-type"] = contentTypeFor(body);
       const path = invocationPath(name, options.path);
 
       const res = await ctx.client().invoke(path, { method, headers, body });
@@ -114,10 +116,14 @@ Examples:
         if (out.interactive && res.body.length > 0 && res.body.at(-1) !== 0x0a) out.raw("\n");
       }
       if (res.status >= 400) {
-        throw new CliError(res.status >= 500 ? "FUNCTION_ERROR" : "BAD_REQUEST", `${name} answered HTTP ${res.status}`, {
-          status: res.status,
-          bare: true,
-        });
+        throw new CliError(
+          res.status >= 500 ? "FUNCTION_ERROR" : "BAD_REQUEST",
+          `${name} answered HTTP ${res.status}`,
+          {
+            status: res.status,
+            bare: true,
+          },
+        );
       }
     });
 }

@@ -1,6 +1,6 @@
 import type { Command } from "commander";
-import { contextFor, type CliDeps } from "../context.js";
-import { LIST_HEADERS, type FunctionView, listRows } from "../views.js";
+import { type CliDeps, contextFor } from "../context.js";
+import { type FunctionView, LIST_HEADERS, listRows } from "../views.js";
 
 export function register(program: Command, deps: CliDeps): void {
   program
@@ -14,7 +14,9 @@ export function register(program: Command, deps: CliDeps): void {
       out.result(body, () => {
         const items = body.items ?? [];
         if (items.length === 0) {
-          out.line("No functions yet. Create one with `funcd new hello` and deploy it with `funcd deploy ./hello`.");
+          out.line(
+            "No functions yet. Create one with `funcd new hello` and deploy it with `funcd deploy ./hello`.",
+          );
           return;
         }
         out.table(LIST_HEADERS, listRows(items));

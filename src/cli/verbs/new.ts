@@ -1,6 +1,6 @@
 import { relative, resolve } from "node:path";
 import type { Command } from "commander";
-import { contextFor, type CliDeps } from "../context.js";
+import { type CliDeps, contextFor } from "../context.js";
 import { newFunction } from "../scaffold.js";
 
 export function register(program: Command, deps: CliDeps): void {
@@ -10,7 +10,10 @@ export function register(program: Command, deps: CliDeps): void {
     .argument("<name>", "function name (also the folder's name)")
     .option("--runtime <runtime>", "runtime template to start from", "nodejs20")
     .option("--dir <dir>", "where to create the folder", ".")
-    .addHelpText("after", "\nExamples:\n  $ funcd new hello\n  $ funcd new sum --runtime nodejs20 --dir examples")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  $ funcd new hello\n  $ funcd new sum --runtime nodejs20 --dir examples",
+    )
     .action(async (name: string, options: { runtime: string; dir: string }, command: Command) => {
       const { out } = contextFor(command, deps);
       const created = await newFunction({

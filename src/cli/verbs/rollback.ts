@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import type { DeployResult } from "../client.js";
-import { contextFor, type CliDeps } from "../context.js";
+import { type CliDeps, contextFor } from "../context.js";
 import { functionUrl, revisionLabel, shortId } from "../views.js";
 
 export function register(program: Command, deps: CliDeps): void {

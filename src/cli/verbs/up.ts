@@ -1,7 +1,7 @@
 import { resolve } from "node:path";
 import type { Command } from "commander";
 import type { DeployResult } from "../client.js";
-import { contextFor, type CliDeps } from "../context.js";
+import { type CliDeps, contextFor } from "../context.js";
 import { deployFunction } from "../deployer.js";
 import { CliError, toCliError } from "../errors.js";
 import { readStack } from "../stack.js";
@@ -48,7 +48,16 @@ A stack file maps names to specs; path: is the folder (relative to the file, def
       out.result(
         outcomes.map((o) =>
           "error" in o
-            ? { name: o.name, ok: false, problem: { code: o.error.code, title: o.error.title, detail: o.error.detail, ...o.error.extra } }
+            ? {
+                name: o.name,
+                ok: false,
+                problem: {
+                  code: o.error.code,
+                  title: o.error.title,
+                  detail: o.error.detail,
+                  ...o.error.extra,
+                },
+              }
             : { name: o.name, ok: true, ...o.result },
         ),
         () => {

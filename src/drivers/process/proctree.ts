@@ -87,15 +87,26 @@ export async function processTree(root: number): Promise<number[]> {
   return order;
 }
 
-/** Resident memory of one process in bytes (VmRSS); 0 when it is gone or a zombie. */
+/**
+ * Resident memory of one process that a memory cgroup would charge it for: anonymous plus shared-memory
+ * pages (RssAnon + RssShmem). Plain VmRSS would also count the interpreter's binary and libraries, which
+ * are shared with every other instance and would eat most of a small limit. 0 when the process is gone.
+ */
 export async function rssBytes(pid: number): Promise<number> {
+  let status: string;
   try {
-    const status = await readFile(`/proc/${pid}/status`, "utf8");
-    const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
-    return match ? Number(match[1]) * 1024 : 0;
+    status = await readFile(`/proc/${pid}/status`, "utf8");
   } catch {
     return 0;
   }
+  const kb = (field: string) => {
+    const match = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, "m").exec(status);
+    return match ? Number(match[1]) : undefined;
+  };
+  const anon = kb("RssAnon");
+  // Kernels before 4.5 only report the total.
+  const total = anon === undefined ? (kb("VmRSS") ?? 0) : anon + (kb("RssShmem") ?? 0);
+  return total * 1024;
 }
 
 /** Sends `signal` to each pid, ignoring the ones that are already gone. */

@@ -1,0 +1,14 @@
+/**
+ * The `funcd` command's entry point (bin/funcd.js imports the compiled copy).
+ * Everything else lives in program.ts so tests can run the CLI in-process.
+ */
+import { processDeps } from "./context.js";
+import { run } from "./program.js";
+
+// `funcd logs x | head` closes the pipe early: that is the reader being done, not a crash.
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code === "EPIPE") process.exit(0);
+  throw err;
+});
+
+process.exitCode = await run(process.argv, processDeps());

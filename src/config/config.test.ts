@@ -1,0 +1,37 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { envName, loadConfig } from "./config.js";
+
+describe("config", () => {
+  it("defaults to port 8080 on loopback with the data dir under XDG_DATA_HOME", () => {
+    const config = loadConfig({ env: { XDG_DATA_HOME: "/srv/data" } });
+    expect(config.port).toBe(8080);
+    expect(config.host).toBe("127.0.0.1");
+    expect(config.dataDir).toBe("/srv/data/funcd");
+    expect(Object.isFrozen(config)).toBe(true);
+  });
+
+  it("takes file < FUNCD_* env < flags, in that order", () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "funcd-config-"));
+    const file = path.join(dir, "funcd.config.yaml");
+    writeFileSync(file, "port: 7000\nhost: 0.0.0.0\nlogLevel: debug\n");
+    const config = loadConfig({ file, env: { FUNCD_PORT: "7001", FUNCD_DATA_DIR: dir }, flags: { port: "7002" } });
+    expect(config.port).toBe(7002);
+    expect(config.host).toBe("0.0.0.0");
+    expect(config.logLevel).toBe("debug");
+    expect(config.dataDir).toBe(dir);
+  });
+
+  it("lists every problem at once with the variable to fix", () => {
+    expect(() => loadConfig({ env: { FUNCD_PORT: "http", FUNCD_SANDBOX: "chroot", FUNCD_DATA_DIR: "/tmp/x" } })).toThrow(
+      /port \(FUNCD_PORT\).*\n.*sandbox \(FUNCD_SANDBOX\)/s,
+    );
+  });
+
+  it("names every setting's variable FUNCD_ plus the key in upper snake case", () => {
+    expect(envName("dataDir")).toBe("FUNCD_DATA_DIR");
+    expect(envName("maxBodyBytes")).toBe("FUNCD_MAX_BODY_BYTES");
+  });
+});

@@ -1,0 +1,366 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { create } from "tar";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Daemon, nodeFunction, processesMentioning, removeDir, startDaemon } from "../helpers/daemon.js";
+
+const HELLO_V1 = "module.exports = { main: () => 'v1' };";
+const HELLO_V2 = "module.exports = { main: () => 'v2' };";
+
+let daemon: Daemon;
+
+beforeAll(async () => {
+  daemon = await startDaemon({ args: ["--up", "funcd.yaml"] });
+});
+
+afterAll(async () => {
+  await daemon?.stop();
+  if (daemon) removeDir(daemon.dataDir);
+});
+
+async function deploy(name: string, files: Record<string, string>, spec: Record<string, unknown> = {}) {
+  return daemon.api("PUT", `/api/v1/functions/${name}`, { runtime: "nodejs20", ...spec, files });
+}
+
+describe("the example stack", () => {
+  it("answers /sum with the sum of a and b", async () => {
+    const res = await daemon.call("POST", "/sum", '{"a":2,"b":3}', { "content-type": "application/json" });
+    expect(res.status).toBe(200);
+    expect(res.text).toBe("5");
+  });
+
+  it("answers /mul with the product", async () => {
+    const res = await daemon.call("POST", "/mul", '{"a":4,"b":5}', { "content-type": "application/json" });
+    expect(res.text).toBe("20");
+  });
+
+  it("answers /function/hello", async () => {
+    const res = await daemon.call("GET", "/function/hello?name=Ada");
+    expect(res.status).toBe(200);
+    expect(res.text).toContain("Hello, Ada!");
+  });
+
+  it("passes any sub-path, method and query through to the function", async () => {
+    const res = await daemon.call("PATCH", "/function/echo/some/path?x=1", "hi", { "content-type": "text/plain" });
+    expect(res.status).toBe(200);
+    const { event } = res.json<{ event: Record<string, unknown> }>();
+    expect(event).toMatchObject({ method: "PATCH", path: "/some/path", query: { x: "1" }, data: "hi" });
+  });
+
+  it("echoes a given X-Request-Id and makes one up otherwise", async () => {
+    const given = await daemon.call("GET", "/function/hello", undefined, { "x-request-id": "abc-123" });
+    expect(given.headers["x-request-id"]).toBe("abc-123");
+    const made = await daemon.call("GET", "/function/hello");
+    expect(String(made.headers["x-request-id"])).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it("lists the four examples through the API", async () => {
+    const res = await daemon.api("GET", "/api/v1/functions");
+    const names = res.json<{ items: { name: string }[] }>().items.map((f) => f.name);
+    expect(names.sort()).toEqual(["echo", "hello", "mul", "sum"]);
+  });
+});
+
+describe("deploying", () => {
+  it("deploys, updates, keeps an unchanged redeploy a no-op, rolls back and deletes", async () => {
+    const first = await deploy("lifecycle", nodeFunction(HELLO_V1));
+    expect(first.status).toBe(201);
+    expect(first.json()).toMatchObject({ changed: true, revision: { number: 1 } });
+    expect((await daemon.call("GET", "/function/lifecycle")).text).toBe("v1");
+
+    const second = await deploy("lifecycle", nodeFunction(HELLO_V2));
+    expect(second.json()).toMatchObject({ changed: true, revision: { number: 2 } });
+    expect((await daemon.call("GET", "/function/lifecycle")).text).toBe("v2");
+
+    const again = await deploy("lifecycle", nodeFunction(HELLO_V2));
+    expect(again.status).toBe(200);
+    expect(again.json()).toMatchObject({ changed: false, revision: { number: 2 } });
+
+    const back = await daemon.api("POST", "/api/v1/functions/lifecycle/rollback", {});
+    expect(back.status).toBe(200);
+    expect(back.json()).toMatchObject({ revision: { number: 1, active: true } });
+    expect((await daemon.call("GET", "/function/lifecycle")).text).toBe("v1");
+
+    const revisions = await daemon.api("GET", "/api/v1/functions/lifecycle/revisions");
+    expect(revisions.json<{ items: { number: number }[] }>().items.map((r) => r.number)).toEqual([2, 1]);
+
+    expect((await daemon.api("DELETE", "/api/v1/functions/lifecycle")).status).toBe(204);
+    const gone = await daemon.call("GET", "/function/lifecycle");
+    expect(gone.status).toBe(404);
+    expect(gone.headers["content-type"]).toContain("application/problem+json");
+    expect((await daemon.api("GET", "/api/v1/functions/lifecycle")).status).toBe(404);
+  });
+
+  it("a deploy with a syntax error fails with the runtime's output and the old revision keeps serving", async () => {
+    await deploy("keeper", nodeFunction(HELLO_V1));
+    const broken = await deploy("keeper", nodeFunction("module.exports = { main: () => 'v2' ;"));
+    expect(broken.status).toBe(422);
+    const problem = broken.json<{ code: string; detail: string; logs: string[] }>();
+    expect(problem.code).toBe("HANDLER_LOAD_FAILED");
+    expect(problem.detail).toContain("previous revision keeps serving");
+    expect(problem.logs.join("\n")).toContain("SyntaxError");
+    expect((await daemon.call("GET", "/function/keeper")).text).toBe("v1");
+    const view = (await daemon.api("GET", "/api/v1/functions/keeper")).json<{ activeRevision: { number: number } }>();
+    expect(view.activeRevision.number).toBe(1);
+  });
+
+  it("a handler without the named export fails the deploy and names the export", async () => {
+    const res = await deploy("noexport", nodeFunction("module.exports = { other: () => 1 };"));
+    expect(res.status).toBe(422);
+    expect(res.json<{ detail: string }>().detail).toMatch(/main/);
+    expect((await daemon.api("GET", "/api/v1/functions/noexport")).status).toBe(404);
+  });
+
+  it("a missing handler file is refused before anything starts", async () => {
+    const res = await deploy("nofile", { "other.js": "module.exports = {}" });
+    expect(res.status).toBe(422);
+    expect(res.json<{ detail: string }>().detail).toContain("handler.js");
+  });
+
+  it("accepts a tar.gz archive with a Kubeless-style handler reference", async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "funcd-archive-"));
+    writeFileSync(path.join(dir, "helloget.js"), "module.exports = { foo: () => 'from foo' };");
+    const archive = await create({ gzip: true, cwd: dir, portable: true }, ["helloget.js"]).concat();
+    const res = await daemon.api("PUT", "/api/v1/functions/kubeless", {
+      runtime: "nodejs20",
+      handler: "helloget.foo",
+      archive: archive.toString("base64"),
+    });
+    expect(res.status).toBe(201);
+    expect((await daemon.call("GET", "/function/kubeless")).text).toBe("from foo");
+  });
+
+  it("keeps requests in flight while a new revision takes over", async () => {
+    const slow = (v: string) => `module.exports = { main: () => new Promise((r) => setTimeout(() => r('${v}'), 400)) };`;
+    await deploy("swap", nodeFunction(slow("old")));
+    const inFlight = Array.from({ length: 5 }, () => daemon.call("GET", "/function/swap"));
+    await sleep(100);
+    const redeploy = await deploy("swap", nodeFunction(slow("new")));
+    expect(redeploy.status).toBe(200);
+    const answers = await Promise.all(inFlight);
+    expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200, 200]);
+    expect(answers.map((a) => a.text)).toEqual(["old", "old", "old", "old", "old"]);
+    expect((await daemon.call("GET", "/function/swap")).text).toBe("new");
+  });
+
+  it("a custom route already owned by another function is a 409 and changes nothing", async () => {
+    const res = await deploy("thief", nodeFunction(HELLO_V1), { routes: ["/sum"] });
+    expect(res.status).toBe(409);
+    expect(res.json()).toMatchObject({ code: "ROUTE_CONFLICT", owner: "sum" });
+    expect((await daemon.api("GET", "/api/v1/functions/thief")).status).toBe(404);
+    const sum = await daemon.call("POST", "/sum", '{"a":1,"b":1}', { "content-type": "application/json" });
+    expect(sum.text).toBe("2");
+  });
+});
+
+describe("bad input", () => {
+  it.each([
+    ["an invalid name", "/api/v1/functions/Bad_Name", { files: nodeFunction(HELLO_V1) }, 400, "INVALID_NAME"],
+    ["an unknown runtime", "/api/v1/functions/rt", { runtime: "cobol85", files: nodeFunction(HELLO_V1) }, 400, "UNKNOWN_RUNTIME"],
+    ["a reserved route", "/api/v1/functions/rr", { routes: ["/api/x"], files: nodeFunction(HELLO_V1) }, 400, "VALIDATION_FAILED"],
+    ["a memory size that is not a number", "/api/v1/functions/mm", { memory: "lots", files: nodeFunction(HELLO_V1) }, 400, "VALIDATION_FAILED"],
+    ["a path that leaves the folder", "/api/v1/functions/pt", { files: { "../evil.js": "x", "handler.js": HELLO_V1 } }, 400, "INVALID_ARCHIVE"],
+  ])("%s gets a problem+json %i %s and creates nothing", async (_what, apiPath, body, status, code) => {
+    const res = await daemon.api("PUT", apiPath, body);
+    expect(res.status).toBe(status);
+    expect(res.headers["content-type"]).toContain("application/problem+json");
+    const problem = res.json<{ type: string; title: string; detail: string; code: string }>();
+    expect(problem.code).toBe(code);
+    expect(problem.type).toBe(`https://funcd.dev/errors#${code.toLowerCase().replaceAll("_", "-")}`);
+    expect(problem.title.length).toBeGreaterThan(0);
+    expect(problem.detail.length).toBeGreaterThan(0);
+    const list = await daemon.api("GET", "/api/v1/functions");
+    expect(list.json<{ items: { name: string }[] }>().items.map((f) => f.name)).not.toContain(apiPath.split("/").pop());
+  });
+
+  it("a path-traversal tar.gz is refused", async () => {
+    // Built by hand: tar refuses to write "../" paths, which is exactly what an attacker would not do.
+    const header = Buffer.alloc(512);
+    header.write("../escape.js", 0);
+    header.write("0000644\0", 100);
+    header.write("0000000\0", 108);
+    header.write("0000000\0", 116);
+    header.write("00000000001\0", 124);
+    header.write("00000000000\0", 136);
+    header.write("        ", 148);
+    header.write("0", 156);
+    header.write("ustar\0" + "00", 257);
+    let sum = 0;
+    for (const byte of header) sum += byte;
+    header.write(`${sum.toString(8).padStart(6, "0")}\0 `, 148);
+    const body = Buffer.concat([header, Buffer.from("x"), Buffer.alloc(511), Buffer.alloc(1024)]);
+    const { gzipSync } = await import("node:zlib");
+    const res = await daemon.api("PUT", "/api/v1/functions/traversal", {
+      runtime: "nodejs20",
+      archive: gzipSync(body).toString("base64"),
+    });
+    expect(res.status).toBe(400);
+    expect(res.json()).toMatchObject({ code: "INVALID_ARCHIVE" });
+  });
+
+  it("the API refuses a missing or wrong token with 401 problem+json", async () => {
+    const none = await daemon.call("GET", "/api/v1/functions");
+    expect(none.status).toBe(401);
+    expect(none.json()).toMatchObject({ code: "UNAUTHORIZED" });
+    const wrong = await daemon.call("GET", "/api/v1/functions", undefined, { authorization: "Bearer nope" });
+    expect(wrong.status).toBe(401);
+    const del = await daemon.call("DELETE", "/api/v1/functions/hello");
+    expect(del.status).toBe(401);
+    expect((await daemon.call("GET", "/function/hello")).status).toBe(200);
+  });
+
+  it("an invocation body over the limit gets 413", async () => {
+    const big = Buffer.alloc(6 * 1024 * 1024 + 10, 97);
+    const res = await daemon.call("POST", "/function/echo", big, { "content-type": "text/plain" });
+    expect(res.status).toBe(413);
+    expect(res.json()).toMatchObject({ code: "PAYLOAD_TOO_LARGE" });
+  });
+
+  it("an unknown function is a 404 problem", async () => {
+    const res = await daemon.call("GET", "/function/nope");
+    expect(res.status).toBe(404);
+    expect(res.json()).toMatchObject({ code: "FUNCTION_NOT_FOUND" });
+    const route = await daemon.call("GET", "/not-a-route");
+    expect(route.json()).toMatchObject({ code: "ROUTE_NOT_FOUND" });
+  });
+
+  it("the token file is readable by its owner only", async () => {
+    const { statSync } = await import("node:fs");
+    expect(statSync(path.join(daemon.dataDir, "token")).mode & 0o777).toBe(0o600);
+  });
+});
+
+describe("failures inside functions", () => {
+  it("a function that crashes mid-request gives 502 and the next request is served", async () => {
+    await deploy(
+      "crashy",
+      nodeFunction("module.exports = { main: (e) => { if (e.query.crash) process.exit(7); return 'fine'; } };"),
+    );
+    const crash = await daemon.call("GET", "/function/crashy?crash=1");
+    expect(crash.status).toBe(502);
+    expect(crash.json()).toMatchObject({ code: "FUNCTION_CRASHED" });
+    const next = await daemon.call("GET", "/function/crashy");
+    expect(next.status).toBe(200);
+    expect(next.text).toBe("fine");
+    const view = (await daemon.api("GET", "/api/v1/functions/crashy")).json<{ lastExit: { reason: string; code: number } }>();
+    expect(view.lastExit).toMatchObject({ reason: "crashed", code: 7 });
+  });
+
+  it("a function over its memory limit is killed and reported as OOMKilled", async () => {
+    await deploy(
+      "hog",
+      nodeFunction("const keep = []; module.exports = { main: () => { for (;;) keep.push(Buffer.alloc(16 * 1024 * 1024, 1)); } };"),
+      { memory: 64 },
+    );
+    const res = await daemon.call("GET", "/function/hog");
+    expect(res.status).toBe(502);
+    await sleep(300);
+    const view = (await daemon.api("GET", "/api/v1/functions/hog")).json<{ lastExit: { reason: string } }>();
+    expect(view.lastExit.reason).toBe("OOMKilled");
+    const logs = await daemon.api("GET", "/api/v1/functions/hog/logs?tail=50");
+    expect(logs.text).toContain("OOMKilled");
+  });
+
+  it("a handler past its timeout answers 408 and the next call gets a fresh instance", async () => {
+    await deploy(
+      "sleepy",
+      nodeFunction("module.exports = { main: (e) => e.query.hang ? new Promise(() => {}) : process.pid };"),
+      { timeout: "500ms" },
+    );
+    const first = await daemon.call("GET", "/function/sleepy");
+    const timedOut = await daemon.call("GET", "/function/sleepy?hang=1");
+    expect(timedOut.status).toBe(408);
+    expect(timedOut.json()).toMatchObject({ code: "FUNCTION_TIMEOUT" });
+    await sleep(200);
+    const after = await daemon.call("GET", "/function/sleepy");
+    expect(after.status).toBe(200);
+    expect(after.text).not.toBe(first.text);
+  });
+
+  it("a handler stuck in a synchronous loop gets 504 and its instance is replaced", async () => {
+    await deploy(
+      "spinner",
+      nodeFunction("module.exports = { main: (e) => { if (e.query.spin) for (;;) {} return 'ok'; } };"),
+      { timeout: "300ms" },
+    );
+    const stuck = await daemon.call("GET", "/function/spinner?spin=1");
+    expect(stuck.status).toBe(504);
+    expect(stuck.json()).toMatchObject({ code: "GATEWAY_TIMEOUT" });
+    const next = await daemon.call("GET", "/function/spinner");
+    expect(next.status).toBe(200);
+  });
+
+  it("a thrown error answers 500 problem+json and the stack goes to the logs", async () => {
+    await deploy("thrower", nodeFunction("module.exports = { main: () => { throw new TypeError('bad input here'); } };"));
+    const res = await daemon.call("GET", "/function/thrower", undefined, { "x-request-id": "req-throw-1" });
+    expect(res.status).toBe(500);
+    const problem = res.json<{ detail: string }>();
+    expect(problem.detail).toContain("bad input here");
+    expect(problem.detail).not.toContain("handler.js:");
+    await sleep(300);
+    const logs = await daemon.api("GET", "/api/v1/functions/thrower/logs?tail=50");
+    const lines = logs.text.trim().split("\n").map((l) => JSON.parse(l) as { requestId: string | null; text: string });
+    expect(lines.some((l) => l.requestId === "req-throw-1" && l.text.includes("TypeError"))).toBe(true);
+  });
+});
+
+describe("scale from zero", () => {
+  it("stops instances idle past the idle timeout and starts one on the next request", async () => {
+    await deploy("napper", nodeFunction("module.exports = { main: () => process.pid };"), { scale: { idleTimeout: "1s" } });
+    const before = await daemon.call("GET", "/function/napper");
+    expect(before.status).toBe(200);
+    await sleep(2600);
+    const view = (await daemon.api("GET", "/api/v1/functions/napper")).json<{ instances: unknown[] }>();
+    expect(view.instances).toHaveLength(0);
+    const after = await daemon.call("GET", "/function/napper");
+    expect(after.status).toBe(200);
+    expect(after.text).not.toBe(before.text);
+  });
+});
+
+describe("restarts", () => {
+  it("a restarted daemon serves the same functions and leaves no process of the old run", async () => {
+    const own = await startDaemon();
+    try {
+      await own.api("PUT", "/api/v1/functions/survivor", { runtime: "nodejs20", routes: ["/survive"], files: nodeFunction(HELLO_V1) });
+      expect((await own.call("GET", "/survive")).text).toBe("v1");
+      expect(await own.stop()).toBe(0);
+      expect(processesMentioning(own.dataDir)).toEqual([]);
+
+      const again = await startDaemon({ dataDir: own.dataDir });
+      try {
+        expect((await again.call("GET", "/survive")).text).toBe("v1");
+        const view = (await again.api("GET", "/api/v1/functions/survivor")).json<{ activeRevision: { number: number } }>();
+        expect(view.activeRevision.number).toBe(1);
+      } finally {
+        await again.stop();
+      }
+      expect(processesMentioning(own.dataDir)).toEqual([]);
+    } finally {
+      await own.stop();
+      removeDir(own.dataDir);
+    }
+  });
+
+  it("a daemon killed with SIGKILL leaves instances that the next start removes", async () => {
+    const own = await startDaemon();
+    try {
+      await own.api("PUT", "/api/v1/functions/orphan", { runtime: "nodejs20", files: nodeFunction(HELLO_V1) });
+      expect((await own.call("GET", "/function/orphan")).text).toBe("v1");
+      await own.stop("SIGKILL");
+      const again = await startDaemon({ dataDir: own.dataDir });
+      try {
+        await sleep(200);
+        // Only the new daemon's own instances (none yet: scale from zero) may remain.
+        expect(processesMentioning(own.dataDir).filter((pid) => pid !== again.process.pid)).toEqual([]);
+        expect((await again.call("GET", "/function/orphan")).text).toBe("v1");
+      } finally {
+        await again.stop();
+      }
+    } finally {
+      removeDir(own.dataDir);
+    }
+  });
+});
