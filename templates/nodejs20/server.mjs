@@ -30,6 +30,7 @@ const TEXT = "text/plain; charset=utf-8";
 const BYTES = "application/octet-stream";
 const JSON_TYPE = "application/json";
 const PROBLEM = "application/problem+json";
+const METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 const READY = '{"status":"ready"}';
 const EMPTY = Buffer.alloc(0);
 const BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -80,19 +81,30 @@ function onRequest(req, res) {
   const url = req.url || "/";
   const q = url.indexOf("?");
   const path = q === -1 ? url : url.slice(0, q);
+  const header = headers["x-request-id"];
   // The gateway always marks invocations, so a function can serve /healthz and /metrics itself.
   if (headers["x-funcd-invoke"] !== "1" && req.method === "GET") {
-    if (path === "/healthz") return send(res, 200, JSON_TYPE, READY);
-    if (path === "/metrics")
-      return send(res, 200, "text/plain; version=0.0.4; charset=utf-8", renderMetrics());
+    if (path === "/healthz") return internal(res, header, JSON_TYPE, READY);
+    if (path === "/metrics") return internal(res, header, METRICS_TYPE, renderMetrics());
   }
-  const header = headers["x-request-id"];
   const requestId = typeof header === "string" && header !== "" ? header : crypto.randomUUID();
   res.setHeader("x-request-id", requestId);
-  // Control characters in the id would break the driver's line framing, so they never reach the prefix.
+  // Control characters in the id would break the driver's line framing, so they never reach the prefix;
+  // and the driver only reads a tag that ends within 256 characters, so an absurdly long id is cut.
   // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point.
-  const prefix = `\x1e${requestId.replace(/[\x00-\x1f\x7f]/g, "?")}\x1f`;
+  const prefix = `\x1e${requestId.slice(0, 200).replace(/[\x00-\x1f\x7f]/g, "?")}\x1f`;
   als.run(prefix, invoke, req, res, requestId, path, q === -1 ? "" : url.slice(q + 1));
+}
+
+/**
+ * @param {import("node:http").ServerResponse} res
+ * @param {string | string[] | undefined} requestId
+ * @param {string} type
+ * @param {string} body
+ */
+function internal(res, requestId, type, body) {
+  if (requestId !== undefined) res.setHeader("x-request-id", requestId);
+  send(res, 200, type, body);
 }
 
 /**
@@ -161,8 +173,7 @@ async function invoke(req, res, requestId, path, search) {
     let result;
     try {
       result = main.call(owner, event, context);
-      if (result !== null && typeof result?.then === "function")
-        result = await Promise.race([result, timedOut]);
+      if (typeof result?.then === "function") result = await Promise.race([result, timedOut]);
       if (result !== TIMED_OUT && ownsResponse(res)) {
         // The handler answers through extensions.response itself (e.g. a pipe still flowing): leave the
         // response alone, but keep the timeout on it.
@@ -182,8 +193,10 @@ async function invoke(req, res, requestId, path, search) {
       failed = sendResult(res, result) >= 500;
     } catch (err) {
       failed = true;
-      console.error(`funcd: function "${FUNCTION_NAME}" threw:`, err);
-      const detail = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+      console.error(`funcd: function "${FUNCTION_NAME}" failed:`, err);
+      // Duck-typed rather than instanceof Error, so errors from other realms (vm, workers) read the same.
+      const detail =
+        typeof err?.message === "string" ? `${err.name ?? "Error"}: ${err.message}` : String(err);
       sendError(
         res,
         500,
@@ -191,8 +204,9 @@ async function invoke(req, res, requestId, path, search) {
       );
     }
   } catch (err) {
-    // Reading the request failed (the client went away); nothing useful can be answered.
-    failed = true;
+    // Reading the request failed (the client went away) before the handler ran: nothing can be answered,
+    // and it is not an invocation.
+    started = -1;
     res.destroy(err);
   } finally {
     clearTimeout(timer);
@@ -257,7 +271,10 @@ function sendShaped(res, result) {
       }
     }
   }
-  if (body === undefined || body === null) return send(res, statusCode, undefined, EMPTY);
+  // 204 and 304 carry no body, so no content-type describing one either.
+  if (body === undefined || body === null || statusCode === 204 || statusCode === 304) {
+    return send(res, statusCode, undefined, EMPTY);
+  }
   const typed = res.hasHeader("content-type");
   if (typeof body === "string") {
     if (isBase64Encoded === true)
@@ -574,9 +591,10 @@ function drain() {
 function parseListen(listen) {
   if (listen.startsWith("/")) return { path: listen };
   const colon = listen.lastIndexOf(":");
-  const port = Number(colon === -1 ? listen : listen.slice(colon + 1));
+  const digits = colon === -1 ? listen : listen.slice(colon + 1);
+  const port = Number(digits);
   const host = colon === -1 ? undefined : listen.slice(0, colon).replace(/^\[(.*)\]$/, "$1") || undefined;
-  if (!Number.isInteger(port) || port < 0 || port > 65_535) {
+  if (!/^\d{1,5}$/.test(digits) || port > 65_535) {
     process.stderr.write(`funcd: FUNCD_LISTEN "${listen}" is not a socket path, port or host:port\n`);
     process.exit(1);
   }
