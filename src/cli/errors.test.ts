@@ -4,7 +4,9 @@ import { CliError, cliErrorFromProblem, toCliError, usageError } from "./errors.
 
 describe("cliErrorFromProblem", () => {
   it("maps the problem type back to the registry code and keeps title, detail, status", () => {
-    const problem = new FuncdError("FUNCTION_NOT_FOUND", 'No function named "sum"').toProblem("/api/v1/functions/sum");
+    const problem = new FuncdError("FUNCTION_NOT_FOUND", 'No function named "sum"').toProblem(
+      "/api/v1/functions/sum",
+    );
     const error = cliErrorFromProblem(problem, 404);
     expect(error).toBeInstanceOf(CliError);
     expect(error).toMatchObject({
@@ -30,7 +32,10 @@ describe("cliErrorFromProblem", () => {
       400,
     );
     expect(error.code).toBe("VALIDATION_FAILED");
-    expect(error.extra).toEqual({ errors: [{ path: "memory", message: "too small" }], logs: ["npm ERR! 404"] });
+    expect(error.extra).toEqual({
+      errors: [{ path: "memory", message: "too small" }],
+      logs: ["npm ERR! 404"],
+    });
   });
 
   it("falls back to the code member, then to the HTTP status", () => {
@@ -62,7 +67,9 @@ describe("toCliError", () => {
   });
 
   it("keeps the code of a FuncdError thrown in-process", () => {
-    const error = toCliError(new FuncdError("CONFIG_INVALID", "port: expected a number", { extra: { errors: [] } }));
+    const error = toCliError(
+      new FuncdError("CONFIG_INVALID", "port: expected a number", { extra: { errors: [] } }),
+    );
     expect(error).toMatchObject({ code: "CONFIG_INVALID", title: "Invalid configuration", status: 500 });
   });
 });

@@ -58,7 +58,10 @@ describe("list rows", () => {
 describe("errors for humans", () => {
   it("prints title and detail, then the problem's errors and logs indented, then the hint", () => {
     const error = new CliError("DEPLOY_FAILED", "npm install failed", {
-      extra: { errors: [{ path: ["scale", "max"], message: "too big" }, { message: "bare" }], logs: ["line 1", "line 2"] },
+      extra: {
+        errors: [{ path: ["scale", "max"], message: "too big" }, { message: "bare" }],
+        logs: ["line 1", "line 2"],
+      },
       hint: "Fix package.json and deploy again.",
     });
     expect(formatError(error)).toBe(
@@ -78,7 +81,9 @@ describe("errors for humans", () => {
   it("writes errors to stderr, as one JSON line in JSON mode", () => {
     const stdout = new PassThrough();
     const stderr = new PassThrough();
-    new Output({ stdout, stderr, json: true }).error(new CliError("FUNCTION_NOT_FOUND", 'No function named "x"'));
+    new Output({ stdout, stderr, json: true }).error(
+      new CliError("FUNCTION_NOT_FOUND", 'No function named "x"'),
+    );
     expect(stdout.read()).toBeNull();
     expect(JSON.parse(String(stderr.read()))).toEqual({
       code: "FUNCTION_NOT_FOUND",
@@ -107,8 +112,8 @@ describe("log lines", () => {
       text: "oops",
     });
     expect(line).toBe("2025-01-02 03:04:05.006 sum-1 (stderr) [r1] oops");
-    expect(formatLogLine({ time: "garbage", instanceId: "sum-1", stream: "stdout", requestId: null, text: "hi" })).toBe(
-      "garbage sum-1 hi",
-    );
+    expect(
+      formatLogLine({ time: "garbage", instanceId: "sum-1", stream: "stdout", requestId: null, text: "hi" }),
+    ).toBe("garbage sum-1 hi");
   });
 });

@@ -31,10 +31,16 @@ describe("parseStack", () => {
 
   it("explains a missing or malformed functions map, with its line", () => {
     expect(() => parseStack("name: sum\n", "f.yaml")).toThrow(/needs a "functions:" map/);
-    expect(() => parseStack("# top\nfunctions:\n  - sum\n", "f.yaml")).toThrow(/f\.yaml:2:1: "functions" must be a map/);
-    expect(() => parseStack("functions:\n  Sum_1: {}\n", "f.yaml")).toThrow(/f\.yaml:2:3: "Sum_1" is not a function name/);
+    expect(() => parseStack("# top\nfunctions:\n  - sum\n", "f.yaml")).toThrow(
+      /f\.yaml:2:1: "functions" must be a map/,
+    );
+    expect(() => parseStack("functions:\n  Sum_1: {}\n", "f.yaml")).toThrow(
+      /f\.yaml:2:3: "Sum_1" is not a function name/,
+    );
     expect(() => parseStack("functions:\n  sum: [1]\n", "f.yaml")).toThrow(/must be a map of fields/);
-    expect(() => parseStack("functions:\n  sum:\n    path: 3\n", "f.yaml")).toThrow(/f\.yaml:3:\d+: "path" of "sum"/);
+    expect(() => parseStack("functions:\n  sum:\n    path: 3\n", "f.yaml")).toThrow(
+      /f\.yaml:3:\d+: "path" of "sum"/,
+    );
   });
 });
 

@@ -1,0 +1,75 @@
+/**
+ * The run dir: one sub-dir per instance, which is how a restarted daemon finds what an earlier run left
+ * behind. Layout of `<runDir>/<instanceId>/`:
+ *
+ *   meta.json   written before the spawn: who the instance is and which cgroup it uses (daemon-only, 0600)
+ *   pid         written after the spawn: `<pid> <start time>` of the instance's first process (0600)
+ *   run/        the instance's socket dir, owned by its uid and mounted writable at /run/funcd
+ *   run/sock    the runtime's unix socket
+ *
+ * The bookkeeping files sit beside `run/`, not inside it, so the function cannot rewrite the pid a
+ * later reconcile will kill.
+ */
+import { readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { InstanceCgroup } from "./memory.js";
+import { commandAndEnvironment, isRunning, processTree, readStat, signalAll, signalGroup } from "./proctree.js";
+
+export interface InstanceMeta {
+  instanceId: string;
+  functionName: string;
+  revisionId: string;
+  runtime: string;
+  createdAt: number;
+  cgroup?: { version: 1 | 2; path: string };
+}
+
+/** The paths of one instance inside the run dir. */
+export function instancePaths(runDir: string, instanceId: string) {
+  const dir = join(runDir, instanceId);
+  const socketDir = join(dir, "run");
+  return { dir, socketDir, socketPath: join(socketDir, "sock"), meta: join(dir, "meta.json"), pid: join(dir, "pid") };
+}
+
+export async function writeMeta(path: string, meta: InstanceMeta): Promise<void> {
+  await writeFile(path, `${JSON.stringify(meta)}\n`, { mode: 0o600 });
+}
+
+export async function writePid(path: string, pid: number, startTime: number | undefined): Promise<void> {
+  await writeFile(path, `${pid} ${startTime ?? ""}\n`, { mode: 0o600 });
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Removes what one earlier instance left: its processes (only when the recorded pid still belongs to
+ * that instance — same start time, and its command line or environment names the instance dir — so a
+ * reused pid is never killed), its cgroup and its dir.
+ */
+export async function removeLeftover(dir: string): Promise<void> {
+  const meta = await readFile(join(dir, "meta.json"), "utf8")
+    .then((text) => JSON.parse(text) as InstanceMeta)
+    .catch(() => undefined);
+  const pidText = await readFile(join(dir, "pid"), "utf8").catch(() => "");
+  const [pidField, startField] = pidText.trim().split(" ");
+  const pid = Number(pidField);
+  if (Number.isInteger(pid) && pid > 1) {
+    const stat = await readStat(pid);
+    const sameProcess =
+      stat !== undefined &&
+      (startField === undefined || startField === "" || Number(startField) === stat.startTime) &&
+      (await commandAndEnvironment(pid)).includes(dir);
+    if (sameProcess && (await isRunning(pid))) {
+      signalAll(await processTree(pid), "SIGKILL");
+      signalGroup(pid, "SIGKILL");
+      for (let i = 0; i < 200 && (await isRunning(pid)); i++) await sleep(10);
+    }
+  }
+  // Only ever a cgroup funcd made: a corrupted meta.json must not send SIGKILL elsewhere.
+  if (meta?.cgroup !== undefined && meta.cgroup.path.includes("/funcd/")) {
+    const cgroup = InstanceCgroup.open(meta.cgroup.version, meta.cgroup.path);
+    await cgroup.kill();
+    await cgroup.remove().catch(() => undefined);
+  }
+  await rm(dir, { recursive: true, force: true });
+}

@@ -1,0 +1,260 @@
+/**
+ * The process sandbox: bubblewrap namespaces that show an instance only /usr, a few files of /etc, its
+ * runtime, its own function and its socket dir — plus the privilege drop to a per-function uid when the
+ * daemon runs as root. bwrap then runs unprivileged (it builds its mounts inside a user namespace), so
+ * no setuid helper is involved.
+ */
+import { execFile } from "node:child_process";
+import { lstatSync, readlinkSync } from "node:fs";
+import { chmod, lchown, lstat, readdir } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import type { Logger } from "pino";
+import { which } from "./interpreter.js";
+
+/** `bwrap` requires bubblewrap, `none` runs the runtime directly, `auto` uses bwrap when it works. */
+export type SandboxMode = "auto" | "bwrap" | "none";
+
+/** Where the sandbox places an instance's parts. The runtime contract's env points at these. */
+export const SANDBOX_PATHS = { runtime: "/runtime", function: "/function", run: "/run/funcd" } as const;
+
+/** Default first uid of the range per-function uids are taken from (uidBase … uidBase + 49 999). */
+export const DEFAULT_UID_BASE = 200_000;
+const UID_RANGE = 50_000;
+
+/**
+ * The uid (and gid) a function's instances run as when the daemon is root: stable across restarts, and
+ * different for different functions (up to hash collisions in a range of 50 000), so one function's
+ * processes can neither signal another's nor read files only another's uid may read.
+ */
+export function uidFor(functionName: string, uidBase = DEFAULT_UID_BASE): number {
+  // FNV-1a: tiny, stable and spread well enough for short names.
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < functionName.length; i++) {
+    hash ^= functionName.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return uidBase + (hash % UID_RANGE);
+}
+
+/** True when this process may switch to other uids (and so must, before running user code). */
+export function isRoot(): boolean {
+  return process.getuid?.() === 0;
+}
+
+/** Host directories linked or bound read-only next to /usr, found once from what exists on this host. */
+const SYSTEM_DIRS = ["bin", "sbin", "lib", "lib32", "lib64", "libx32"];
+
+/** Files of /etc a runtime needs for DNS, TLS, time zones and user names — not the rest of /etc. */
+const ETC_FILES = [
+  "/etc/resolv.conf",
+  "/etc/hosts",
+  "/etc/nsswitch.conf",
+  "/etc/host.conf",
+  "/etc/gai.conf",
+  "/etc/ssl",
+  "/etc/ca-certificates",
+  "/etc/pki",
+  "/etc/localtime",
+  "/etc/passwd",
+  "/etc/group",
+];
+
+let systemArgs: string[] | undefined;
+
+/** The part of the bwrap command line that is the same for every instance. */
+function baseArgs(): string[] {
+  if (systemArgs !== undefined) return systemArgs;
+  const args = [
+    "--unshare-all",
+    "--share-net",
+    // Be explicit: unshare-all only *tries* a user namespace, and --disable-userns needs one.
+    "--unshare-user",
+    // Nested user namespaces are kernel attack surface a function does not need.
+    "--disable-userns",
+    "--die-with-parent",
+    // A new session: the function cannot push input into the daemon's terminal (TIOCSTI).
+    "--new-session",
+    "--ro-bind",
+    "/usr",
+    "/usr",
+  ];
+  for (const name of SYSTEM_DIRS) {
+    const path = `/${name}`;
+    let stats: ReturnType<typeof lstatSync>;
+    try {
+      stats = lstatSync(path);
+    } catch {
+      continue;
+    }
+    // Merged-/usr hosts (Debian 12 and most others) make these symlinks into /usr; mirror that.
+    if (stats.isSymbolicLink()) args.push("--symlink", readlinkSync(path), path);
+    else if (stats.isDirectory()) args.push("--ro-bind", path, path);
+  }
+  for (const file of ETC_FILES) args.push("--ro-bind-try", file, file);
+  args.push("--proc", "/proc", "--dev", "/dev");
+  systemArgs = args;
+  return args;
+}
+
+/** What one instance's sandbox shows besides the system parts. */
+export interface SandboxMounts {
+  /** The runtime template folder, read-only at /runtime. */
+  templateDir: string;
+  /** The function's files, read-only at /function. */
+  artifactDir: string;
+  /** The instance's socket dir, writable at /run/funcd. */
+  socketDir: string;
+  /** An interpreter install prefix outside /usr, read-only at the same path. */
+  interpreterPrefix?: string;
+  /** Size cap of the private /tmp (tmpfs is memory, so this is the memory limit). */
+  tmpBytes: number;
+}
+
+/** The bwrap argv (without the command) for one instance. */
+export function bwrapArgs(bwrap: string, mounts: SandboxMounts): string[] {
+  const args = [bwrap, ...baseArgs(), "--size", String(mounts.tmpBytes), "--tmpfs", "/tmp"];
+  if (mounts.interpreterPrefix !== undefined) args.push("--ro-bind", mounts.interpreterPrefix, mounts.interpreterPrefix);
+  args.push(
+    "--ro-bind",
+    mounts.templateDir,
+    SANDBOX_PATHS.runtime,
+    "--ro-bind",
+    mounts.artifactDir,
+    SANDBOX_PATHS.function,
+    "--bind",
+    mounts.socketDir,
+    SANDBOX_PATHS.run,
+    "--chdir",
+    SANDBOX_PATHS.function,
+    "--",
+  );
+  return args;
+}
+
+/**
+ * The argv prefix that drops root to `uid` before anything else runs: its own gid, no supplementary
+ * groups, and no-new-privileges so no setuid binary can win root back.
+ */
+export function dropPrivilegesArgs(setpriv: string, uid: number): string[] {
+  return [setpriv, `--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", "--nnp", "--"];
+}
+
+/** The helper binaries, found once. */
+export interface SandboxTools {
+  bwrap?: string;
+  setpriv?: string;
+}
+
+let tools: Promise<SandboxTools> | undefined;
+
+export function findTools(): Promise<SandboxTools> {
+  tools ??= Promise.all([which("bwrap"), which("setpriv")]).then(([bwrap, setpriv]) => ({
+    ...(bwrap === undefined ? {} : { bwrap }),
+    ...(setpriv === undefined ? {} : { setpriv }),
+  }));
+  return tools;
+}
+
+export type BwrapProbe = { ok: true; bwrap: string } | { ok: false; reason: string };
+
+const probes = new Map<string, Promise<BwrapProbe>>();
+
+/**
+ * Whether bwrap works here with exactly the flags instances get, run the way instances run it (as
+ * `uid` via setpriv when given). Tried for real once per uid and cached: user namespaces may be
+ * disabled by sysctl, AppArmor or a container's seccomp profile, which no static check reveals.
+ */
+export function probeBwrap(uid?: number): Promise<BwrapProbe> {
+  const key = String(uid ?? "self");
+  let probe = probes.get(key);
+  if (probe === undefined) {
+    probe = runProbe(uid);
+    probes.set(key, probe);
+  }
+  return probe;
+}
+
+async function runProbe(uid: number | undefined): Promise<BwrapProbe> {
+  const { bwrap, setpriv } = await findTools();
+  if (bwrap === undefined) return { ok: false, reason: "bwrap (bubblewrap) is not installed" };
+  if (uid !== undefined && setpriv === undefined) {
+    return { ok: false, reason: "setpriv (util-linux) is not installed, so root cannot be dropped before bwrap" };
+  }
+  const argv = [
+    ...(uid !== undefined && setpriv !== undefined ? dropPrivilegesArgs(setpriv, uid) : []),
+    bwrap,
+    ...baseArgs(),
+    "--tmpfs",
+    "/tmp",
+    "--",
+    "/usr/bin/true",
+  ];
+  return new Promise((resolve) => {
+    execFile(argv[0] as string, argv.slice(1), { timeout: 10_000, env: {}, cwd: "/" }, (err, _stdout, stderr) => {
+      if (err === null) resolve({ ok: true, bwrap });
+      else resolve({ ok: false, reason: `bwrap failed: ${stderr.trim() || err.message}` });
+    });
+  });
+}
+
+const traversable = new Set<string>();
+
+/**
+ * Makes every ancestor of `paths` searchable (o+x) by the instance uid. Only when the daemon is root:
+ * bwrap runs as the instance's uid and resolves its bind sources with that uid's permissions (even
+ * `--bind-fd` re-resolves the path), and without bwrap the runtime opens the paths itself. Directories
+ * stay unlistable (no o+r), so what lies inside them stays private unless its name is known and its own
+ * mode allows; the daemon's secrets must be mode 0600 for that reason. Each change is logged.
+ */
+export async function ensureTraversable(paths: string[], logger: Logger): Promise<void> {
+  for (const path of paths) {
+    const chain: string[] = [];
+    for (let dir = path; !traversable.has(dir); dir = dirname(dir)) {
+      chain.push(dir);
+      if (dir === "/") break;
+    }
+    for (const dir of chain.reverse()) {
+      const stats = await lstat(dir);
+      if (stats.isDirectory() && (stats.mode & 0o001) === 0) {
+        await chmod(dir, (stats.mode & 0o7777) | 0o001);
+        logger.warn(
+          { dir },
+          `Made ${dir} searchable by other users (o+x, listing stays private) so sandboxed functions can reach their files`,
+        );
+      }
+      traversable.add(dir);
+    }
+  }
+}
+
+const shared = new Map<string, number>();
+
+/**
+ * Lets `gid` read a function's files: group → gid, group read (and search/execute where the owner has
+ * it), no group write, nothing for others. The function can read but not change its own code, and other
+ * functions' uids cannot read it even where they can reach the path (no sandbox). The walk is skipped
+ * when the folder's root already carries the gid, because artifacts are immutable once built.
+ */
+export async function shareWithGroup(dir: string, gid: number): Promise<void> {
+  if (shared.get(dir) === gid) return;
+  const top = await lstat(dir);
+  if (top.gid === gid && (top.mode & 0o057) === 0o050) {
+    shared.set(dir, gid);
+    return;
+  }
+  const visit = async (path: string, isDir: boolean): Promise<void> => {
+    if (isDir) {
+      const entries = await readdir(path, { withFileTypes: true });
+      await Promise.all(entries.map((e) => visit(join(path, e.name), e.isDirectory())));
+    }
+    const stats = await lstat(path);
+    await lchown(path, -1, gid);
+    if (stats.isSymbolicLink()) return;
+    let mode = (stats.mode & 0o7777 & ~0o027) | 0o040;
+    if (isDir || (stats.mode & 0o100) !== 0) mode |= 0o010;
+    await chmod(path, mode);
+  };
+  // The root is done last (after its children), so an interrupted walk is redone next time.
+  await visit(dir, true);
+  shared.set(dir, gid);
+}
