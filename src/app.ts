@@ -3,7 +3,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "n
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
-import Fastify, { type FastifyBaseLogger } from "fastify";
+import Fastify, { type FastifyBaseLogger, LogController } from "fastify";
 import { Pool } from "undici";
 import { isControlPath, registerApi } from "./api/index.js";
 import { ArtifactCache } from "./builder/artifacts.js";
@@ -113,7 +113,8 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
 
   const fastify = Fastify({
     loggerInstance: logger.child({ component: "api" }) as FastifyBaseLogger,
-    disableRequestLogging: true,
+    // Invocations are recorded as executions; per-request API log lines would only be noise.
+    logController: new LogController({ disableRequestLogging: true }),
     // Code arrives base64 inside JSON: a third larger than the archive it carries.
     bodyLimit: Math.ceil(config.maxCodeBytes * 1.4) + 1024 * 1024,
     serverFactory: (handler) =>

@@ -2,7 +2,8 @@
 // Try: curl 'localhost:8080/function/hello?name=Ada'
 module.exports = {
   main: async (event, context) => {
-    const name = event.query?.name ?? (typeof event.data === "object" && event.data?.name) ?? "world";
+    const fromBody = event.data && typeof event.data === "object" ? event.data.name : undefined;
+    const name = event.query?.name ?? fromBody ?? "world";
     return `Hello, ${name}! (from ${context["function-name"]})\n`;
   },
 };

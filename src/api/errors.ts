@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance } from "fastify";
 import { hasZodFastifySchemaValidationErrors } from "fastify-type-provider-zod";
+import { ZodError } from "zod";
 import { type ErrorCode, FuncdError, messageOf } from "../shared/errors.js";
 
 /** Fastify's own error codes, mapped onto ours so every answer is problem+json with a stable type. */
@@ -22,6 +23,12 @@ export function toFuncdError(err: unknown): FuncdError {
     const onName = errors.some((e) => e.path === "name");
     const summary = errors.map((e) => `${e.path}: ${e.message}`).join("; ");
     return new FuncdError(onName ? "INVALID_NAME" : "VALIDATION_FAILED", `Invalid request: ${summary}`, {
+      extra: { errors },
+    });
+  }
+  if (err instanceof ZodError) {
+    const errors = err.issues.map((i) => ({ path: i.path.join(".") || "(body)", message: i.message }));
+    return new FuncdError("VALIDATION_FAILED", `Invalid request: ${errors.map((e) => `${e.path}: ${e.message}`).join("; ")}`, {
       extra: { errors },
     });
   }

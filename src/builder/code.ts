@@ -70,7 +70,8 @@ export async function filesFromArchive(archive: Buffer, limits: IntakeLimits): P
     parser.on("entry", (entry: ReadEntry) => {
       try {
         if (failure) return entry.resume();
-        const rel = entry.path.replace(/^\.\/?/, "");
+        // Strip only a leading "./" (tar's own prefix); "../" must reach the traversal check.
+        const rel = entry.path === "." || entry.path === "./" ? "" : entry.path.replace(/^(\.\/)+/, "");
         if (rel === "" || entry.type === "Directory") return entry.resume();
         const safe = safeRelativePath(rel);
         if (entry.type === "SymbolicLink") {

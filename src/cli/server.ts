@@ -2,7 +2,7 @@ import path from "node:path";
 import type { Command } from "commander";
 import { type App, createApp } from "../app.js";
 import { loadConfig } from "../config/config.js";
-import type { DeployRequest } from "../deploy/spec.js";
+import { DeployRequestSchema } from "../deploy/spec.js";
 import { FuncdError, messageOf } from "../shared/errors.js";
 import { packFolder } from "./pack.js";
 import { readStack } from "./stack.js";
@@ -81,11 +81,12 @@ async function deployStack(app: App, file: string, url: string, print: (line?: s
   for (const fn of stack.functions) {
     try {
       const packed = await packFolder(fn.dir);
-      const result = await app.deployer.deploy({
-        ...fn.spec,
-        name: fn.name,
-        archive: packed.archive.toString("base64"),
-      } as DeployRequest);
+      const request = DeployRequestSchema.safeParse({ ...fn.spec, name: fn.name, archive: packed.archive.toString("base64") });
+      if (!request.success) {
+        const problems = request.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+        throw new FuncdError("VALIDATION_FAILED", `${file}: function "${fn.name}": ${problems}`);
+      }
+      const result = await app.deployer.deploy(request.data);
       const routes = result.function.spec.routes.map((r) => `${url}${r}`);
       const state = result.changed ? `revision #${result.revision.number}` : `unchanged (#${result.revision.number})`;
       print(`  ✓ ${fn.name.padEnd(12)} ${url}/function/${fn.name}${routes.length ? `  ${routes.join(" ")}` : ""}  ${state}`);

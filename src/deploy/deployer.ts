@@ -8,7 +8,7 @@ import type { Clock } from "../shared/clock.js";
 import { FuncdError, messageOf } from "../shared/errors.js";
 import type { Logger } from "../shared/logger.js";
 import type { FunctionRecord, ManifestEntry, RevisionRecord, Store } from "../store/types.js";
-import { type DeployRequest, type FunctionSpec, FunctionSpecSchema } from "./spec.js";
+import type { DeployRequest, FunctionSpec } from "./spec.js";
 
 export interface DeployResult {
   function: FunctionRecord;
@@ -79,7 +79,7 @@ export class Deployer {
   /** Applies routes/scale/label changes that need no new revision. */
   updateSettings(name: string, patch: Partial<Pick<FunctionSpec, "scale" | "routes" | "labels" | "annotations">>): FunctionRecord {
     const current = this.#require(name);
-    const spec = FunctionSpecSchema.parse({ ...current.spec, ...patch, scale: { ...current.spec.scale, ...patch.scale } });
+    const spec: FunctionSpec = { ...current.spec, ...patch, scale: { ...current.spec.scale, ...patch.scale } };
     if (spec.scale.min > spec.scale.max) {
       throw new FuncdError("BAD_REQUEST", `scale.min (${spec.scale.min}) is larger than scale.max (${spec.scale.max})`);
     }
@@ -129,8 +129,8 @@ export class Deployer {
   }
 
   async #deploy(request: DeployRequest, progress: Progress, mustCreate = false): Promise<DeployResult> {
-    const { files, archive, ...rest } = request;
-    const spec: FunctionSpec = FunctionSpecSchema.parse(rest);
+    // The request was parsed by the schema at the edge (API or stack file); durations are already ms here.
+    const { files, archive, ...spec } = request;
     const name = spec.name;
     const existing = this.#o.store.functions.get(name);
     if (mustCreate && existing) {
@@ -204,7 +204,7 @@ export class Deployer {
     if (target.id === current.activeRevision) {
       return { function: current, revision: target, changed: false };
     }
-    const spec = FunctionSpecSchema.parse({ ...current.spec, ...instanceSpec(target.spec) });
+    const spec: FunctionSpec = { ...current.spec, ...instanceSpec(target.spec) };
     const warm = await this.#prove(target, spec, () => {}, true);
     return this.#switchTo(name, spec, target, current, warm, () => {});
   }

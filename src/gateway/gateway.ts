@@ -36,7 +36,6 @@ const HOP_BY_HOP = new Set([
   "upgrade",
   "proxy-authorization",
   "proxy-authenticate",
-  "host",
 ]);
 
 /** Extra time past the function's timeout before the gateway gives up on an instance that went silent. */
@@ -145,7 +144,7 @@ export class Gateway {
       : null;
 
     const timeoutMs = this.#o.timeoutOf(name);
-    let outcome: { recycle?: boolean; kill?: boolean } = {};
+    let outcome: { recycle?: boolean; broken?: boolean; kill?: boolean } = {};
     try {
       const answer = await upstream.request({
         method: (req.method ?? "GET") as "GET",
@@ -173,6 +172,7 @@ export class Gateway {
     } catch (err) {
       const error = overLimit ? tooLarge(requestBytes, limit) : this.#upstreamError(err, name, instance.id, timeoutMs);
       if (error.code === "GATEWAY_TIMEOUT") outcome = { kill: true };
+      else if (error.code === "FUNCTION_CRASHED") outcome = { broken: true };
       lease.release(outcome);
       this.#finish(req, res, name, started, requestId, lease, false, { error, requestBytes });
     } finally {

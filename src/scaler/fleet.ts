@@ -39,7 +39,12 @@ export interface Lease {
   instance: LiveInstance;
   /** True when the request waited for an instance to start. */
   coldStart: boolean;
-  release(outcome?: { recycle?: boolean; kill?: boolean }): void;
+  /**
+   * `recycle`: the runtime asked to be replaced (handler timeout) — drain it.
+   * `broken`: the connection died mid-request — stop routing to it at once.
+   * `kill`: it went silent past the timeout — kill it.
+   */
+  release(outcome?: { recycle?: boolean; broken?: boolean; kill?: boolean }): void;
 }
 
 export interface LastExit extends InstanceExit {
@@ -399,6 +404,13 @@ export class Fleet {
         if (outcome.kill) {
           this.#o.systemLog(unit.name, instance.revisionId, instance.id, "instance did not answer in time, killing it");
           void this.#stop(instance, 0);
+        } else if (outcome.broken && instance.state !== "draining") {
+          // Its process is most likely gone and the driver's exit event (with the real reason: crashed,
+          // OOMKilled) is on its way. Stop routing to it now; stop it ourselves only if no exit comes.
+          instance.state = "draining";
+          this.#o.clock.setTimeout(() => {
+            if (this.#byInstance.has(instance.id)) void this.#stop(instance, 0);
+          }, 2000);
         } else if (outcome.recycle && instance.state === "ready") {
           this.#o.systemLog(unit.name, instance.revisionId, instance.id, "handler timed out, recycling the instance");
           this.#drain(instance);
@@ -554,14 +566,14 @@ export class Fleet {
     if (event.type !== "exit" || event.exit.reason === "stopped") return;
     const instance = this.#byInstance.get(event.instanceId);
     if (!instance) return;
-    const wasDraining = instance.state === "draining";
     this.#forget(instance);
     const unit = this.#units.get(event.functionName);
     this.#o.metrics.instanceExits.inc({ function: event.functionName, reason: event.exit.reason });
     const how = `${event.exit.reason}${event.exit.code === null ? "" : ` (exit code ${event.exit.code})`}${event.exit.signal ? ` (signal ${event.exit.signal})` : ""}`;
     this.#o.systemLog(event.functionName, instance.revisionId, instance.id, `instance exited: ${how}`);
     this.#o.logger.warn({ function: event.functionName, instance: instance.id, reason: event.exit.reason }, "instance exited");
-    if (!unit || wasDraining) return;
+    // Crashes of an old revision's draining instances say nothing about the revision that serves now.
+    if (!unit || instance.revisionId !== unit.revision?.id) return;
     this.#recordCrash(unit, { ...event.exit, instanceId: instance.id, at: this.#o.clock.now() });
     this.#publishGauges(unit);
   }

@@ -162,7 +162,7 @@ describe("bad input", () => {
     ["a reserved route", "/api/v1/functions/rr", { routes: ["/api/x"], files: nodeFunction(HELLO_V1) }, 400, "VALIDATION_FAILED"],
     ["a memory size that is not a number", "/api/v1/functions/mm", { memory: "lots", files: nodeFunction(HELLO_V1) }, 400, "VALIDATION_FAILED"],
     ["a path that leaves the folder", "/api/v1/functions/pt", { files: { "../evil.js": "x", "handler.js": HELLO_V1 } }, 400, "INVALID_ARCHIVE"],
-  ])("%s gets a problem+json %i %s and creates nothing", async (_what, apiPath, body, status, code) => {
+  ])("%s gets a problem+json and creates nothing", async (_what, apiPath, body, status, code) => {
     const res = await daemon.api("PUT", apiPath, body);
     expect(res.status).toBe(status);
     expect(res.headers["content-type"]).toContain("application/problem+json");
@@ -266,7 +266,7 @@ describe("failures inside functions", () => {
   it("a handler past its timeout answers 408 and the next call gets a fresh instance", async () => {
     await deploy(
       "sleepy",
-      nodeFunction("module.exports = { main: (e) => e.query.hang ? new Promise(() => {}) : process.pid };"),
+      nodeFunction("const id = Math.random(); module.exports = { main: (e) => e.query.hang ? new Promise(() => {}) : id };"),
       { timeout: "500ms" },
     );
     const first = await daemon.call("GET", "/function/sleepy");
@@ -308,7 +308,9 @@ describe("failures inside functions", () => {
 
 describe("scale from zero", () => {
   it("stops instances idle past the idle timeout and starts one on the next request", async () => {
-    await deploy("napper", nodeFunction("module.exports = { main: () => process.pid };"), { scale: { idleTimeout: "1s" } });
+    await deploy("napper", nodeFunction("const id = Math.random(); module.exports = { main: () => id };"), {
+      scale: { idleTimeout: "1s" },
+    });
     const before = await daemon.call("GET", "/function/napper");
     expect(before.status).toBe(200);
     await sleep(2600);

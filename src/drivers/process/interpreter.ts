@@ -24,7 +24,10 @@ export interface Interpreter {
 }
 
 /** The first executable called `name` on `PATH`, undefined when there is none. */
-export async function which(name: string, path = process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin"): Promise<string | undefined> {
+export async function which(
+  name: string,
+  path = process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin",
+): Promise<string | undefined> {
   for (const dir of path.split(delimiter)) {
     if (dir === "") continue;
     const candidate = join(dir, name);
@@ -69,14 +72,20 @@ async function locate(name: string): Promise<Interpreter> {
   } else {
     const found = await which(name);
     if (found === undefined) {
-      throw new FuncdError("UNKNOWN_RUNTIME", `Interpreter "${name}" is not installed: it is not on the daemon's PATH`);
+      throw new FuncdError(
+        "UNKNOWN_RUNTIME",
+        `Interpreter "${name}" is not installed: it is not on the daemon's PATH`,
+      );
     }
     path = await realpath(found);
     const locator = SELF_LOCATORS[name.replace(/[\d.]+$/, "")];
     if (locator !== undefined && (await isScript(path))) {
       const reported = (await run(found, locator)).trim();
       if (reported === "") {
-        throw new FuncdError("UNKNOWN_RUNTIME", `Interpreter "${name}" (${found}) did not report its executable`);
+        throw new FuncdError(
+          "UNKNOWN_RUNTIME",
+          `Interpreter "${name}" (${found}) did not report its executable`,
+        );
       }
       path = await realpath(reported);
     }

@@ -35,10 +35,11 @@ function parseMountInfo(text: string): MountInfo[] {
     const fields = left.split(" ");
     const [fsType, , superOptions] = right.split(" ");
     // Mount points with spaces are octal-escaped (\040) in mountinfo.
-    const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(Number.parseInt(oct, 8)));
+    const decode = (s: string) =>
+      s.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(Number.parseInt(oct, 8)));
     mounts.push({
-      root: unescape(fields[3] ?? "/"),
-      mountPoint: unescape(fields[4] ?? ""),
+      root: decode(fields[3] ?? "/"),
+      mountPoint: decode(fields[4] ?? ""),
       fsType: fsType ?? "",
       superOptions: (superOptions ?? "").split(","),
     });
@@ -126,7 +127,12 @@ export class InstanceCgroup {
   ) {}
 
   /** Creates the cgroup and sets its limit; swap is capped too, so the limit cannot be dodged into swap. */
-  static async create(version: 1 | 2, parent: string, name: string, limitBytes: number): Promise<InstanceCgroup> {
+  static async create(
+    version: 1 | 2,
+    parent: string,
+    name: string,
+    limitBytes: number,
+  ): Promise<InstanceCgroup> {
     const path = join(parent, name);
     await mkdir(path);
     const cgroup = new InstanceCgroup(version, path);

@@ -5,9 +5,10 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { chmod, chown, mkdir, readdir, rm, stat } from "node:fs/promises";
-import { dirname, resolve } from "node:path";
+import { chmod, chown, mkdir, readdir, rm, rmdir, stat } from "node:fs/promises";
+import { basename, dirname, resolve } from "node:path";
 import type { Logger } from "pino";
+import type { Clock } from "../../shared/clock.js";
 import { FuncdError, messageOf } from "../../shared/errors.js";
 import type {
   Driver,
@@ -36,21 +37,16 @@ import {
   bwrapArgs,
   DEFAULT_UID_BASE,
   dropPrivilegesArgs,
+  ensureReadable,
   ensureTraversable,
   findTools,
   isRoot,
   probeBwrap,
   SANDBOX_PATHS,
   type SandboxMode,
-  shareWithGroup,
   uidFor,
 } from "./sandbox.js";
 import { commandLine, loadTemplate, type RuntimeTemplate } from "./template.js";
-
-/** The time source for log and instance timestamps (injected so tests can pin it). */
-export interface Clock {
-  now(): number;
-}
 
 export interface ProcessDriverOptions {
   /** The folder holding `templates/<runtime>/`. */
@@ -64,7 +60,8 @@ export interface ProcessDriverOptions {
   memoryEnforcement?: MemoryEnforcement;
   /** First uid of the per-function uid range used when the daemon runs as root (default 200000). */
   uidBase?: number;
-  clock?: Clock;
+  /** Timestamps of log lines and instances (only `now()` is used). */
+  clock?: Pick<Clock, "now">;
 }
 
 /** The environment every instance gets besides its function's env and the contract variables. */
@@ -115,7 +112,7 @@ export class ProcessDriver implements Driver {
   private readonly runDir: string;
   private readonly templatesDir: string;
   private readonly logger: Logger;
-  private readonly clock: Clock;
+  private readonly clock: Pick<Clock, "now">;
   private readonly uidBase: number;
   private readonly instances = new Map<string, Instance>();
   /** Starts in progress, so stop() and dispose() can abort them and reconcile() leaves them alone. */
@@ -134,7 +131,10 @@ export class ProcessDriver implements Driver {
     this.clock = options.clock ?? Date;
     this.uidBase = options.uidBase ?? DEFAULT_UID_BASE;
     if (!Number.isInteger(this.uidBase) || this.uidBase < 1000 || this.uidBase > 4_294_000_000) {
-      throw new FuncdError("CONFIG_INVALID", `uidBase ${this.uidBase} is not a uid between 1000 and 4294000000`);
+      throw new FuncdError(
+        "CONFIG_INVALID",
+        `uidBase ${this.uidBase} is not a uid between 1000 and 4294000000`,
+      );
     }
   }
 
@@ -160,7 +160,12 @@ export class ProcessDriver implements Driver {
     }
   }
 
-  private async startInstance(spec: InstanceSpec, readyTimeoutMs: number, signal: AbortSignal): Promise<InstanceInfo> {
+  private async startInstance(
+    spec: InstanceSpec,
+    readyTimeoutMs: number,
+    signal: AbortSignal,
+  ): Promise<InstanceInfo> {
+    const began = performance.now();
     const [template, sandbox, memory] = await Promise.all([
       this.template(spec.runtime),
       this.sandbox(),
@@ -181,7 +186,7 @@ export class ProcessDriver implements Driver {
     try {
       await this.prepareInstanceDir(spec, template, paths, uid);
       if (memory.kind === "cgroup") {
-        cgroup = await InstanceCgroup.create(memory.version, memory.parent, spec.instanceId, limitBytes);
+        cgroup = await this.createCgroup(memory, spec.instanceId, limitBytes);
       }
       await writeMeta(paths.meta, {
         instanceId: spec.instanceId,
@@ -216,7 +221,8 @@ export class ProcessDriver implements Driver {
         ...argv,
       ];
     }
-    if (uid !== undefined && sandbox.setpriv !== undefined) argv = [...dropPrivilegesArgs(sandbox.setpriv, uid), ...argv];
+    if (uid !== undefined && sandbox.setpriv !== undefined)
+      argv = [...dropPrivilegesArgs(sandbox.setpriv, uid), ...argv];
     if (cgroup !== undefined) argv = cgroup.wrap(argv);
 
     const inside = sandboxed
@@ -247,15 +253,21 @@ export class ProcessDriver implements Driver {
       const err = await new Promise<Error>((resolve) => child.once("error", resolve));
       await cgroup?.remove().catch(() => undefined);
       await rm(paths.dir, { recursive: true, force: true });
-      throw new FuncdError("SANDBOX_UNAVAILABLE", `Cannot start "${argv[0]}": ${messageOf(err)}`, { cause: err });
+      throw new FuncdError("SANDBOX_UNAVAILABLE", `Cannot start "${argv[0]}": ${messageOf(err)}`, {
+        cause: err,
+      });
     }
     const pid = child.pid;
+    const spawned = performance.now();
     const inst = this.track(spec, child, pid, paths, sandboxed, cgroup);
     await writePid(paths.pid, pid, (await readStat(pid))?.startTime);
     if (memory.kind === "watchdog") {
       inst.watchdog = new RssWatchdog(pid, limitBytes, (rss) => {
         inst.oomByWatchdog = true;
-        this.system(inst, `funcd: instance killed: it used ${mib(rss)} MiB, over its memory limit of ${spec.memoryMb} MiB`);
+        this.system(
+          inst,
+          `funcd: instance killed: it used ${mib(rss)} MiB, over its memory limit of ${spec.memoryMb} MiB`,
+        );
         void this.kill(inst);
       });
     }
@@ -280,7 +292,17 @@ export class ProcessDriver implements Driver {
     }
     inst.info.state = "ready";
     inst.announced = true;
-    this.logger.debug({ instance: spec.instanceId, function: spec.functionName, pid }, "instance ready");
+    const ms = (from: number, to: number) => Math.round((to - from) * 10) / 10;
+    this.logger.debug(
+      {
+        instance: spec.instanceId,
+        function: spec.functionName,
+        pid,
+        prepareMs: ms(began, spawned),
+        bootMs: ms(spawned, performance.now()),
+      },
+      "instance ready",
+    );
     return snapshot(inst.info);
   }
 
@@ -346,13 +368,19 @@ export class ProcessDriver implements Driver {
         });
       }),
     };
-    child.on("error", (err) => this.logger.error({ err, instance: spec.instanceId }, "instance process error"));
+    child.on("error", (err) =>
+      this.logger.error({ err, instance: spec.instanceId }, "instance process error"),
+    );
     this.instances.set(spec.instanceId, inst);
     return inst;
   }
 
   /** Records an exit, removes the rest of the instance, and tells listeners when it was not asked for. */
-  private async onExit(inst: Instance, code: number | null, signal: NodeJS.Signals | null): Promise<InstanceExit> {
+  private async onExit(
+    inst: Instance,
+    code: number | null,
+    signal: NodeJS.Signals | null,
+  ): Promise<InstanceExit> {
     inst.watchdog?.stop();
     const oom = inst.oomByWatchdog || ((await inst.cgroup?.oomKilled()) ?? false);
     inst.oomKilled = oom;
@@ -360,7 +388,13 @@ export class ProcessDriver implements Driver {
     await this.killLeftovers(inst);
     await Promise.race([inst.drained, new Promise((resolve) => setTimeout(resolve, OUTPUT_DRAIN_MS))]);
     const clean = code === 0 && signal === null;
-    const reason = inst.stopRequested ? "stopped" : oom && !clean ? "OOMKilled" : clean ? "exited" : "crashed";
+    const reason = inst.stopRequested
+      ? "stopped"
+      : oom && !clean
+        ? "OOMKilled"
+        : clean
+          ? "exited"
+          : "crashed";
     if (reason === "OOMKilled" && !inst.oomByWatchdog) {
       this.system(inst, `funcd: instance killed: it reached its memory limit of ${inst.spec.memoryMb} MiB`);
     }
@@ -383,10 +417,21 @@ export class ProcessDriver implements Driver {
     this.instances.delete(inst.spec.instanceId);
     if (inst.announced && !inst.stopRequested) {
       this.logger.info(
-        { instance: inst.spec.instanceId, function: inst.spec.functionName, reason: exit.reason, code, signal },
+        {
+          instance: inst.spec.instanceId,
+          function: inst.spec.functionName,
+          reason: exit.reason,
+          code,
+          signal,
+        },
         "instance exited",
       );
-      const event: DriverEvent = { type: "exit", instanceId: inst.spec.instanceId, functionName: inst.spec.functionName, exit };
+      const event: DriverEvent = {
+        type: "exit",
+        instanceId: inst.spec.instanceId,
+        functionName: inst.spec.functionName,
+        exit,
+      };
       for (const listener of this.listeners) {
         try {
           listener(event);
@@ -419,7 +464,11 @@ export class ProcessDriver implements Driver {
       );
     }
     if (logs.some((line) => line.startsWith("bwrap:") || line.startsWith("funcd: cannot enter cgroup"))) {
-      return new FuncdError("SANDBOX_UNAVAILABLE", `The sandbox for function "${functionName}" could not be set up${output}`, extra);
+      return new FuncdError(
+        "SANDBOX_UNAVAILABLE",
+        `The sandbox for function "${functionName}" could not be set up${output}`,
+        extra,
+      );
     }
     if (inst.oomKilled) {
       return new FuncdError(
@@ -438,7 +487,9 @@ export class ProcessDriver implements Driver {
   async stop(instanceId: string, options: { graceMs?: number } = {}): Promise<void> {
     const pending = this.starting.get(instanceId);
     if (pending !== undefined && !this.instances.get(instanceId)?.announced) {
-      pending.abort.abort(new FuncdError("FUNCTION_UNAVAILABLE", `Instance "${instanceId}" was stopped while starting`));
+      pending.abort.abort(
+        new FuncdError("FUNCTION_UNAVAILABLE", `Instance "${instanceId}" was stopped while starting`),
+      );
       await pending.done.catch(() => undefined);
       return;
     }
@@ -510,11 +561,16 @@ export class ProcessDriver implements Driver {
         if (this.instances.has(name) || this.starting.has(name)) continue;
         const cgroup = InstanceCgroup.open(memory.version, `${memory.parent}/${name}`);
         await cgroup.kill();
-        await cgroup.remove().catch((err: unknown) => this.logger.warn({ err, cgroup: cgroup.path }, "cannot remove a stale cgroup"));
+        await cgroup
+          .remove()
+          .catch((err: unknown) =>
+            this.logger.warn({ err, cgroup: cgroup.path }, "cannot remove a stale cgroup"),
+          );
         removed++;
       }
     }
-    if (removed > 0) this.logger.info({ removed, runDir: this.runDir }, "removed instances left by an earlier run");
+    if (removed > 0)
+      this.logger.info({ removed, runDir: this.runDir }, "removed instances left by an earlier run");
     return { removed };
   }
 
@@ -528,6 +584,26 @@ export class ProcessDriver implements Driver {
       ...[...this.instances.keys()].map((id) => this.stop(id, { graceMs: 1_000 })),
     ]);
     this.listeners.clear();
+    // Leave no empty parent cgroup behind; fails harmlessly while another driver on this run dir uses it.
+    const memory = await this.memoryPlan?.catch(() => undefined);
+    if (memory?.kind === "cgroup") await rmdir(memory.parent).catch(() => undefined);
+  }
+
+  /** Creates an instance cgroup, re-creating the parent once if another driver on this run dir removed it. */
+  private async createCgroup(
+    memory: Extract<MemoryPlan, { kind: "cgroup" }>,
+    instanceId: string,
+    limitBytes: number,
+  ): Promise<InstanceCgroup> {
+    try {
+      return await InstanceCgroup.create(memory.version, memory.parent, instanceId, limitBytes);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+      const root = await findCgroupRoot();
+      if (root === undefined) throw err;
+      await prepareCgroupParent(root, basename(memory.parent));
+      return InstanceCgroup.create(memory.version, memory.parent, instanceId, limitBytes);
+    }
   }
 
   private emitLog(line: LogLine): void {
@@ -585,9 +661,14 @@ export class ProcessDriver implements Driver {
     const probe = await probeBwrap(root ? this.uidBase : undefined);
     if (probe.ok) return { kind: "bwrap", bwrap: probe.bwrap, ...drop };
     if (this.options.sandbox === "bwrap") {
-      throw new FuncdError("SANDBOX_UNAVAILABLE", `The bubblewrap sandbox was requested but does not work here: ${probe.reason}`);
+      throw new FuncdError(
+        "SANDBOX_UNAVAILABLE",
+        `The bubblewrap sandbox was requested but does not work here: ${probe.reason}`,
+      );
     }
-    this.logger.warn(`Running without the bubblewrap sandbox (${probe.reason}); isolation is weaker: ${weaker}`);
+    this.logger.warn(
+      `Running without the bubblewrap sandbox (${probe.reason}); isolation is weaker: ${weaker}`,
+    );
     return { kind: "none", ...drop };
   }
 
@@ -612,7 +693,8 @@ export class ProcessDriver implements Driver {
     } catch (err) {
       problem = `the memory cgroup cannot be used: ${messageOf(err)}`;
     }
-    if (wanted === "cgroup") throw new FuncdError("SANDBOX_UNAVAILABLE", `Memory limits by cgroup were requested but ${problem}`);
+    if (wanted === "cgroup")
+      throw new FuncdError("SANDBOX_UNAVAILABLE", `Memory limits by cgroup were requested but ${problem}`);
     this.logger.warn(`Memory limits are enforced by polling RSS every 250 ms, because there is ${problem}`);
     return { kind: "watchdog" };
   }
@@ -651,15 +733,23 @@ export class ProcessDriver implements Driver {
     await chown(paths.socketDir, uid, uid);
     const interpreter = "interpreter" in template.program ? template.program.interpreter : undefined;
     await ensureTraversable(
-      [template.dir, dirname(spec.artifactDir), ...(interpreter?.prefix === undefined ? [] : [interpreter.prefix])],
+      [
+        template.dir,
+        dirname(spec.artifactDir),
+        ...(interpreter?.prefix === undefined ? [] : [interpreter.prefix]),
+      ],
       this.logger,
     );
-    await shareWithGroup(spec.artifactDir, uid);
+    await ensureReadable(spec.artifactDir, uid);
   }
 }
 
 function snapshot(info: InstanceInfo): InstanceInfo {
-  return { ...info, address: { ...info.address }, ...(info.exit === undefined ? {} : { exit: { ...info.exit } }) };
+  return {
+    ...info,
+    address: { ...info.address },
+    ...(info.exit === undefined ? {} : { exit: { ...info.exit } }),
+  };
 }
 
 function mib(bytes: number): number {
@@ -669,6 +759,7 @@ function mib(bytes: number): number {
 /** "code 1", "signal SIGKILL"; bwrap reports a killed runtime as 128 + the signal number. */
 function describeExit(code: number | null, signal: string | null, sandboxed: boolean): string {
   if (signal !== null) return `signal ${signal}`;
-  if (sandboxed && code !== null && code > 128 && code < 160) return `code ${code}, i.e. killed by signal ${code - 128}`;
+  if (sandboxed && code !== null && code > 128 && code < 160)
+    return `code ${code}, i.e. killed by signal ${code - 128}`;
   return `code ${code}`;
 }

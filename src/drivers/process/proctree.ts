@@ -67,7 +67,9 @@ export async function childrenOf(pid: number): Promise<number[]> {
     return lists.flatMap((list) => list.split(" ").filter(Boolean).map(Number));
   }
   const all = await readdir("/proc").catch(() => [] as string[]);
-  const stats = await Promise.all(all.filter((name) => /^\d+$/.test(name)).map((name) => readStat(Number(name))));
+  const stats = await Promise.all(
+    all.filter((name) => /^\d+$/.test(name)).map((name) => readStat(Number(name))),
+  );
   return stats.flatMap((stat) => (stat?.ppid === pid ? [stat.pid] : []));
 }
 

@@ -14,7 +14,13 @@ const MAX_DELAY_MS = 50;
 /** One `/healthz` probe; false for anything but a 200 (including "nothing listens yet"). */
 async function probe(client: Client, signal: AbortSignal): Promise<boolean> {
   try {
-    const res = await client.request({ path: "/healthz", method: "GET", signal, headersTimeout: 2_000, bodyTimeout: 2_000 });
+    const res = await client.request({
+      path: "/healthz",
+      method: "GET",
+      signal,
+      headersTimeout: 2_000,
+      bodyTimeout: 2_000,
+    });
     await res.body.dump();
     return res.statusCode === 200;
   } catch {

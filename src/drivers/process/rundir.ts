@@ -13,7 +13,14 @@
 import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { InstanceCgroup } from "./memory.js";
-import { commandAndEnvironment, isRunning, processTree, readStat, signalAll, signalGroup } from "./proctree.js";
+import {
+  commandAndEnvironment,
+  isRunning,
+  processTree,
+  readStat,
+  signalAll,
+  signalGroup,
+} from "./proctree.js";
 
 export interface InstanceMeta {
   instanceId: string;
@@ -28,7 +35,13 @@ export interface InstanceMeta {
 export function instancePaths(runDir: string, instanceId: string) {
   const dir = join(runDir, instanceId);
   const socketDir = join(dir, "run");
-  return { dir, socketDir, socketPath: join(socketDir, "sock"), meta: join(dir, "meta.json"), pid: join(dir, "pid") };
+  return {
+    dir,
+    socketDir,
+    socketPath: join(socketDir, "sock"),
+    meta: join(dir, "meta.json"),
+    pid: join(dir, "pid"),
+  };
 }
 
 export async function writeMeta(path: string, meta: InstanceMeta): Promise<void> {
@@ -66,7 +79,7 @@ export async function removeLeftover(dir: string): Promise<void> {
     }
   }
   // Only ever a cgroup funcd made: a corrupted meta.json must not send SIGKILL elsewhere.
-  if (meta?.cgroup !== undefined && meta.cgroup.path.includes("/funcd/")) {
+  if (meta?.cgroup?.path.includes("/funcd/")) {
     const cgroup = InstanceCgroup.open(meta.cgroup.version, meta.cgroup.path);
     await cgroup.kill();
     await cgroup.remove().catch(() => undefined);

@@ -113,7 +113,8 @@ export interface SandboxMounts {
 /** The bwrap argv (without the command) for one instance. */
 export function bwrapArgs(bwrap: string, mounts: SandboxMounts): string[] {
   const args = [bwrap, ...baseArgs(), "--size", String(mounts.tmpBytes), "--tmpfs", "/tmp"];
-  if (mounts.interpreterPrefix !== undefined) args.push("--ro-bind", mounts.interpreterPrefix, mounts.interpreterPrefix);
+  if (mounts.interpreterPrefix !== undefined)
+    args.push("--ro-bind", mounts.interpreterPrefix, mounts.interpreterPrefix);
   args.push(
     "--ro-bind",
     mounts.templateDir,
@@ -178,7 +179,10 @@ async function runProbe(uid: number | undefined): Promise<BwrapProbe> {
   const { bwrap, setpriv } = await findTools();
   if (bwrap === undefined) return { ok: false, reason: "bwrap (bubblewrap) is not installed" };
   if (uid !== undefined && setpriv === undefined) {
-    return { ok: false, reason: "setpriv (util-linux) is not installed, so root cannot be dropped before bwrap" };
+    return {
+      ok: false,
+      reason: "setpriv (util-linux) is not installed, so root cannot be dropped before bwrap",
+    };
   }
   const argv = [
     ...(uid !== undefined && setpriv !== undefined ? dropPrivilegesArgs(setpriv, uid) : []),
@@ -190,10 +194,15 @@ async function runProbe(uid: number | undefined): Promise<BwrapProbe> {
     "/usr/bin/true",
   ];
   return new Promise((resolve) => {
-    execFile(argv[0] as string, argv.slice(1), { timeout: 10_000, env: {}, cwd: "/" }, (err, _stdout, stderr) => {
-      if (err === null) resolve({ ok: true, bwrap });
-      else resolve({ ok: false, reason: `bwrap failed: ${stderr.trim() || err.message}` });
-    });
+    execFile(
+      argv[0] as string,
+      argv.slice(1),
+      { timeout: 10_000, env: {}, cwd: "/" },
+      (err, _stdout, stderr) => {
+        if (err === null) resolve({ ok: true, bwrap });
+        else resolve({ ok: false, reason: `bwrap failed: ${stderr.trim() || err.message}` });
+      },
+    );
   });
 }
 
@@ -227,34 +236,31 @@ export async function ensureTraversable(paths: string[], logger: Logger): Promis
   }
 }
 
-const shared = new Map<string, number>();
+const readable = new Map<string, number>();
 
 /**
- * Lets `gid` read a function's files: group → gid, group read (and search/execute where the owner has
- * it), no group write, nothing for others. The function can read but not change its own code, and other
- * functions' uids cannot read it even where they can reach the path (no sandbox). The walk is skipped
- * when the folder's root already carries the gid, because artifacts are immutable once built.
+ * Makes a function's files readable by its uid (`gid` is the uid's own group). Entries that are already
+ * world-readable (the builder's usual 0755/0644) are left alone, so several functions may share an
+ * artifact. Any other entry (a 0600 file, a mkdtemp folder) gets group `gid` with group read (and
+ * search/execute where the owner has it) and no group write: the function can read its code but not
+ * change it. Walked once per folder and driver, since artifacts are immutable once built.
  */
-export async function shareWithGroup(dir: string, gid: number): Promise<void> {
-  if (shared.get(dir) === gid) return;
-  const top = await lstat(dir);
-  if (top.gid === gid && (top.mode & 0o057) === 0o050) {
-    shared.set(dir, gid);
-    return;
-  }
-  const visit = async (path: string, isDir: boolean): Promise<void> => {
-    if (isDir) {
-      const entries = await readdir(path, { withFileTypes: true });
-      await Promise.all(entries.map((e) => visit(join(path, e.name), e.isDirectory())));
-    }
+export async function ensureReadable(dir: string, gid: number): Promise<void> {
+  if (readable.get(dir) === gid) return;
+  const visit = async (path: string): Promise<void> => {
     const stats = await lstat(path);
-    await lchown(path, -1, gid);
     if (stats.isSymbolicLink()) return;
-    let mode = (stats.mode & 0o7777 & ~0o027) | 0o040;
-    if (isDir || (stats.mode & 0o100) !== 0) mode |= 0o010;
-    await chmod(path, mode);
+    const isDir = stats.isDirectory();
+    if (isDir) {
+      const entries = await readdir(path);
+      await Promise.all(entries.map((name) => visit(join(path, name))));
+    }
+    const needsExec = isDir || (stats.mode & 0o100) !== 0;
+    const worldReadable = (stats.mode & 0o004) !== 0 && (!needsExec || (stats.mode & 0o001) !== 0);
+    if (worldReadable) return;
+    await lchown(path, -1, gid);
+    await chmod(path, (stats.mode & 0o7777 & ~0o020) | 0o040 | (needsExec ? 0o010 : 0));
   };
-  // The root is done last (after its children), so an interrupted walk is redone next time.
-  await visit(dir, true);
-  shared.set(dir, gid);
+  await visit(dir);
+  readable.set(dir, gid);
 }

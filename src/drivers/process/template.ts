@@ -11,8 +11,7 @@ import { type Interpreter, resolveInterpreter } from "./interpreter.js";
 /** One element of a template's command line. */
 export type CommandPart =
   /** A file of the template, relative to its folder, placed wherever the driver mounts the template. */
-  | { templateFile: string }
-  | { literal: string };
+  { templateFile: string } | { literal: string };
 
 export interface RuntimeTemplate {
   runtime: string;
@@ -34,7 +33,8 @@ async function isFile(path: string): Promise<boolean> {
 
 /** Loads `templates/<runtime>/template.yaml` and resolves its interpreter. */
 export async function loadTemplate(templatesDir: string, runtime: string): Promise<RuntimeTemplate> {
-  if (!RUNTIME_NAME.test(runtime)) throw new FuncdError("UNKNOWN_RUNTIME", `Runtime "${runtime}" is not a valid name`);
+  if (!RUNTIME_NAME.test(runtime))
+    throw new FuncdError("UNKNOWN_RUNTIME", `Runtime "${runtime}" is not a valid name`);
   const file = join(templatesDir, runtime, "template.yaml");
   let text: string;
   try {
@@ -46,9 +46,16 @@ export async function loadTemplate(templatesDir: string, runtime: string): Promi
   try {
     command = (parse(text) as { command?: unknown } | null)?.command;
   } catch (err) {
-    throw new FuncdError("UNKNOWN_RUNTIME", `Runtime "${runtime}" has an unreadable ${file}: ${messageOf(err)}`);
+    throw new FuncdError(
+      "UNKNOWN_RUNTIME",
+      `Runtime "${runtime}" has an unreadable ${file}: ${messageOf(err)}`,
+    );
   }
-  if (!Array.isArray(command) || command.length === 0 || !command.every((p) => typeof p === "string" && p !== "")) {
+  if (
+    !Array.isArray(command) ||
+    command.length === 0 ||
+    !command.every((p) => typeof p === "string" && p !== "")
+  ) {
     throw new FuncdError(
       "UNKNOWN_RUNTIME",
       `Runtime "${runtime}": ${file} needs "command", a list of strings such as ["node", "server.mjs"]`,
@@ -74,8 +81,13 @@ export async function loadTemplate(templatesDir: string, runtime: string): Promi
  * The argv for one instance: the program, interpreter flags (such as a heap limit), then the template's
  * arguments with template files placed under `templateMount`.
  */
-export function commandLine(template: RuntimeTemplate, templateMount: string, interpreterFlags: string[]): string[] {
-  const place = (part: CommandPart) => ("templateFile" in part ? `${templateMount}/${part.templateFile}` : part.literal);
+export function commandLine(
+  template: RuntimeTemplate,
+  templateMount: string,
+  interpreterFlags: string[],
+): string[] {
+  const place = (part: CommandPart) =>
+    "templateFile" in part ? `${templateMount}/${part.templateFile}` : part.literal;
   const head =
     "interpreter" in template.program
       ? [template.program.interpreter.path, ...interpreterFlags]

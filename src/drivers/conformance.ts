@@ -1,0 +1,408 @@
+/**
+ * The driver conformance suite: what every `Driver` must do, as Vitest cases. Each driver's
+ * integration test calls `runDriverConformance` once; a gap is declared in `skip` with its reason, so
+ * it shows in the test report instead of hiding in a driver's own tests.
+ *
+ * It needs a runtime that follows docs/runtime-contract.md (default `nodejs20`) and handlers written in
+ * CommonJS for it.
+ */
+import { Client } from "undici";
+import { describe, expect, it, onTestFinished } from "vitest";
+import type {
+  Driver,
+  DriverEvent,
+  InstanceAddress,
+  InstanceInfo,
+  InstanceSpec,
+  LogLine,
+  LogSink,
+} from "./driver.js";
+import { isRunning, processTree } from "./process/proctree.js";
+
+/** The cases of the suite, for `skip`. */
+export type CaseName =
+  | "hello"
+  | "handlerLoadFailure"
+  | "stopAfterGrace"
+  | "stopGraceful"
+  | "crash"
+  | "oom"
+  | "logs"
+  | "env"
+  | "list"
+  | "dispose"
+  | "reconcile";
+
+export interface DriverConformanceOptions {
+  /** Shown in the suite's title, e.g. `process (bwrap)`. */
+  name: string;
+  /**
+   * A new driver sending instance output to `logSink`. Drivers made by one suite must share their
+   * state (run dir, labels), so that a second driver can reconcile what the first one left.
+   */
+  newDriver: (logSink: LogSink) => Promise<Driver> | Driver;
+  /** Writes a function's files somewhere the driver can run them from; returns the artifact dir. */
+  prepareArtifact: (files: Record<string, string>) => Promise<string>;
+  /** Default `nodejs20`. */
+  runtime?: string;
+  /** Cases this driver cannot pass yet, each with the reason. */
+  skip?: Partial<Record<CaseName, string>>;
+}
+
+/** Handlers the cases use (CommonJS, so they need no package.json). */
+const HANDLERS = {
+  hello: `exports.main = async (event, context) => "hello from " + context["function-name"];\n`,
+  syntaxError: `exports.main = async (event) => {\n  return (1 +;\n};\n`,
+  ignoresTerm: [
+    `exports.main = async () => {`,
+    `  process.removeAllListeners("SIGTERM");`,
+    `  process.on("SIGTERM", () => console.log("ignoring SIGTERM"));`,
+    `  return "armed";`,
+    `};`,
+  ].join("\n"),
+  crash: [
+    `exports.main = async () => {`,
+    `  console.log("about to crash");`,
+    `  setTimeout(() => { throw new Error("boom from the handler"); }, 20);`,
+    `  return "ok";`,
+    `};`,
+  ].join("\n"),
+  // Filled buffers, so the pages are really touched (and charged), not just reserved.
+  hog: [
+    `const keep = [];`,
+    `exports.main = async () => {`,
+    `  for (let i = 0; i < 200; i++) keep.push(Buffer.alloc(1024 * 1024, i));`,
+    `  return "survived with " + keep.length + " MiB";`,
+    `};`,
+  ].join("\n"),
+  logs: [
+    `exports.main = async () => {`,
+    `  console.log("a line from the handler");`,
+    `  console.error("an error line from the handler");`,
+    `  return "logged";`,
+    `};`,
+  ].join("\n"),
+  env: `exports.main = async () => ({ ...process.env });\n`,
+};
+
+/** Variables a runtime environment may hold besides the function's env and the FUNCD_* contract. */
+const AMBIENT_ENV = new Set(["PATH", "HOME", "NODE_ENV", "PWD", "HOSTNAME"]);
+
+const TITLES: Record<CaseName, string> = {
+  hello: "starts an instance that answers over its address",
+  handlerLoadFailure: "start() rejects with HANDLER_LOAD_FAILED naming the file, and leaves nothing running",
+  stopAfterGrace: "stop() kills an instance that ignores SIGTERM after the grace period",
+  stopGraceful: "stop() ends a well-behaved instance without waiting out the grace period",
+  crash: 'a crash emits an exit event with reason "crashed" and the last log lines',
+  oom: 'an instance over its memory limit is killed and reported as "OOMKilled"',
+  logs: "output reaches the log sink tagged with the request id",
+  env: "the instance's env holds only the function's env and the contract variables",
+  list: "list() reflects started and stopped instances",
+  dispose: "dispose() leaves no process behind",
+  reconcile: "reconcile() removes an instance left by a previous driver",
+};
+
+interface Reply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  text: string;
+}
+
+/** One request to an instance, as the gateway sends it. */
+export async function invokeInstance(
+  address: InstanceAddress,
+  request: { path?: string; method?: string; headers?: Record<string, string>; body?: string } = {},
+): Promise<Reply> {
+  const client =
+    "socketPath" in address
+      ? new Client("http://localhost", { socketPath: address.socketPath })
+      : new Client(`http://${address.host}:${address.port}`);
+  try {
+    const res = await client.request({
+      path: request.path ?? "/",
+      method: (request.method ?? (request.body === undefined ? "GET" : "POST")) as "GET",
+      headers: { "x-funcd-invoke": "1", ...request.headers },
+      ...(request.body === undefined ? {} : { body: request.body }),
+      headersTimeout: 15_000,
+      bodyTimeout: 15_000,
+    });
+    return { status: res.statusCode, headers: res.headers, text: await res.body.text() };
+  } finally {
+    await client.close().catch(() => undefined);
+  }
+}
+
+/** Polls `check` until it returns a value other than undefined. */
+async function eventually<T>(check: () => T | undefined, what: string, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** The pids of an instance's process tree, where the driver reports a local pid (Linux). */
+async function localProcesses(info: InstanceInfo): Promise<number[]> {
+  if (info.pid === undefined || process.platform !== "linux") return [];
+  return processTree(info.pid);
+}
+
+async function stillRunning(pids: number[]): Promise<number[]> {
+  const running = await Promise.all(pids.map(async (pid) => ((await isRunning(pid)) ? pid : undefined)));
+  return running.filter((pid): pid is number => pid !== undefined);
+}
+
+/** Registers the conformance cases for one driver. */
+export function runDriverConformance(options: DriverConformanceOptions): void {
+  const runtime = options.runtime ?? "nodejs20";
+  let counter = 0;
+
+  /** A driver for the current case, disposed when the case ends; with its log lines and events. */
+  async function setup() {
+    const logs: LogLine[] = [];
+    const events: DriverEvent[] = [];
+    const driver = await options.newDriver((line) => logs.push(line));
+    const unsubscribe = driver.onEvent((event) => events.push(event));
+    onTestFinished(async () => {
+      unsubscribe();
+      await driver.dispose();
+    });
+    return { driver, logs, events };
+  }
+
+  async function specFor(
+    functionName: string,
+    files: Record<string, string>,
+    overrides: Partial<InstanceSpec> = {},
+  ): Promise<InstanceSpec> {
+    counter++;
+    return {
+      instanceId: `${functionName}-${process.pid}-${counter}`,
+      functionName,
+      revisionId: `rev-${counter}`,
+      runtime,
+      artifactDir: await options.prepareArtifact(files),
+      handler: "handler.main",
+      env: {},
+      memoryMb: 128,
+      timeoutMs: 10_000,
+      ...overrides,
+    };
+  }
+
+  const test = (name: CaseName, fn: () => Promise<void>) => {
+    const reason = options.skip?.[name];
+    if (reason === undefined) it(TITLES[name], fn);
+    else it.skip(`${TITLES[name]} (skipped: ${reason})`, fn);
+  };
+
+  describe(`driver conformance: ${options.name}`, () => {
+    test("hello", async () => {
+      const { driver } = await setup();
+      const spec = await specFor("hello", { "handler.js": HANDLERS.hello });
+      const info = await driver.start(spec);
+      expect(info).toMatchObject({ instanceId: spec.instanceId, functionName: "hello", state: "ready" });
+      const reply = await invokeInstance(info.address);
+      expect(reply.status).toBe(200);
+      expect(reply.text).toBe("hello from hello");
+      await driver.stop(spec.instanceId);
+    });
+
+    test("handlerLoadFailure", async () => {
+      const { driver } = await setup();
+      const spec = await specFor("broken", { "handler.js": HANDLERS.syntaxError });
+      const failure = await driver.start(spec).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(failure).toMatchObject({ code: "HANDLER_LOAD_FAILED" });
+      expect((failure as Error).message).toContain("handler.js");
+      expect((failure as { extra: { logs: string[] } }).extra.logs.join("\n")).toContain("SyntaxError");
+      expect(driver.list()).toEqual([]);
+    });
+
+    test("stopAfterGrace", async () => {
+      const { driver, logs } = await setup();
+      const spec = await specFor("stubborn", { "handler.js": HANDLERS.ignoresTerm });
+      const info = await driver.start(spec);
+      expect((await invokeInstance(info.address)).text).toBe("armed");
+      const pids = await localProcesses(info);
+      const began = Date.now();
+      await driver.stop(spec.instanceId, { graceMs: 800 });
+      const took = Date.now() - began;
+      expect(took).toBeGreaterThanOrEqual(700);
+      expect(took).toBeLessThan(5_000);
+      // SIGTERM came first and reached the runtime; only then the kill.
+      expect(logs.some((line) => line.text.includes("ignoring SIGTERM"))).toBe(true);
+      expect(driver.list()).toEqual([]);
+      expect(await stillRunning(pids)).toEqual([]);
+    });
+
+    test("stopGraceful", async () => {
+      const { driver, events } = await setup();
+      const spec = await specFor("polite", { "handler.js": HANDLERS.hello });
+      const info = await driver.start(spec);
+      const pids = await localProcesses(info);
+      const began = Date.now();
+      await driver.stop(spec.instanceId, { graceMs: 20_000 });
+      expect(Date.now() - began).toBeLessThan(5_000);
+      expect(await stillRunning(pids)).toEqual([]);
+      // A requested stop is not news.
+      expect(events).toEqual([]);
+    });
+
+    test("crash", async () => {
+      const { driver, events } = await setup();
+      const spec = await specFor("crashy", { "handler.js": HANDLERS.crash });
+      const info = await driver.start(spec);
+      expect((await invokeInstance(info.address)).status).toBe(200);
+      const event = await eventually(
+        () => events.find((e) => e.instanceId === spec.instanceId),
+        "the exit event of the crashed instance",
+      );
+      expect(event).toMatchObject({ type: "exit", functionName: "crashy", exit: { reason: "crashed" } });
+      const lines = event.exit.lastLogLines.join("\n");
+      expect(lines).toContain("about to crash");
+      expect(lines).toContain("boom from the handler");
+      expect(driver.list().map((i) => i.instanceId)).not.toContain(spec.instanceId);
+    });
+
+    test("oom", async () => {
+      const { driver, events } = await setup();
+      const spec = await specFor("hog", { "handler.js": HANDLERS.hog }, { memoryMb: 64 });
+      const info = await driver.start(spec);
+      // The reply may or may not make it out before the kill; the exit event is what counts.
+      await invokeInstance(info.address).catch(() => undefined);
+      const event = await eventually(
+        () => events.find((e) => e.instanceId === spec.instanceId),
+        "the exit event of the instance over its memory limit",
+      );
+      expect(event.exit.reason).toBe("OOMKilled");
+      expect(driver.list()).toEqual([]);
+    });
+
+    test("logs", async () => {
+      const { driver, logs } = await setup();
+      const spec = await specFor("chatty", { "handler.js": HANDLERS.logs });
+      const info = await driver.start(spec);
+      const reply = await invokeInstance(info.address, { headers: { "x-request-id": "req-conformance-1" } });
+      expect(reply.text).toBe("logged");
+      const out = await eventually(
+        () => logs.find((l) => l.text === "a line from the handler"),
+        "the handler's stdout line in the log sink",
+      );
+      expect(out).toMatchObject({
+        stream: "stdout",
+        requestId: "req-conformance-1",
+        functionName: "chatty",
+        revisionId: spec.revisionId,
+        instanceId: spec.instanceId,
+      });
+      const err = await eventually(
+        () => logs.find((l) => l.text === "an error line from the handler"),
+        "the handler's stderr line in the log sink",
+      );
+      expect(err).toMatchObject({ stream: "stderr", requestId: "req-conformance-1" });
+      expect(logs.some((l) => l.text.includes("\x1e") || l.text.includes("\x1f"))).toBe(false);
+    });
+
+    test("env", async () => {
+      // Make sure the daemon's environment has something that must not leak.
+      const saved = {
+        extra: process.env.NODE_EXTRA_CA_CERTS,
+        secret: process.env.FUNCD_CONFORMANCE_DAEMON_SECRET,
+      };
+      process.env.NODE_EXTRA_CA_CERTS ??= "/etc/ssl/certs/ca-certificates.crt";
+      process.env.FUNCD_CONFORMANCE_DAEMON_SECRET = "must-not-leak";
+      onTestFinished(() => {
+        if (saved.extra === undefined) delete process.env.NODE_EXTRA_CA_CERTS;
+        else process.env.NODE_EXTRA_CA_CERTS = saved.extra;
+        if (saved.secret === undefined) delete process.env.FUNCD_CONFORMANCE_DAEMON_SECRET;
+        else process.env.FUNCD_CONFORMANCE_DAEMON_SECRET = saved.secret;
+      });
+      const { driver } = await setup();
+      const fnEnv = { GREETING: "hi there", API_URL: "https://example.test" };
+      const spec = await specFor(
+        "envy",
+        { "handler.js": HANDLERS.env },
+        { env: fnEnv, memoryMb: 96, timeoutMs: 4_000 },
+      );
+      const info = await driver.start(spec);
+      const env = JSON.parse((await invokeInstance(info.address)).text) as Record<string, string>;
+      expect(env).toMatchObject({
+        ...fnEnv,
+        FUNCD_FUNCTION_NAME: "envy",
+        FUNCD_REVISION: spec.revisionId,
+        FUNCD_RUNTIME: runtime,
+        FUNCD_HANDLER: "handler.main",
+        FUNCD_TIMEOUT_MS: "4000",
+        FUNCD_MEMORY_LIMIT_MB: "96",
+      });
+      expect(env.FUNCD_LISTEN).toBeTruthy();
+      expect(env.FUNCD_FUNCTION_DIR).toBeTruthy();
+      expect(env).not.toHaveProperty("NODE_EXTRA_CA_CERTS");
+      expect(env).not.toHaveProperty("FUNCD_CONFORMANCE_DAEMON_SECRET");
+      const unexpected = Object.keys(env).filter(
+        (key) => !(key in fnEnv) && !key.startsWith("FUNCD_") && !AMBIENT_ENV.has(key),
+      );
+      expect(unexpected).toEqual([]);
+    });
+
+    test("list", async () => {
+      const { driver } = await setup();
+      const [a, b] = await Promise.all([
+        specFor("lister", { "handler.js": HANDLERS.hello }),
+        specFor("lister", { "handler.js": HANDLERS.hello }),
+      ]);
+      if (a === undefined || b === undefined) throw new Error("unreachable");
+      expect(driver.list()).toEqual([]);
+      await Promise.all([driver.start(a), driver.start(b)]);
+      const ids = () =>
+        driver
+          .list()
+          .map((i) => i.instanceId)
+          .sort();
+      expect(ids()).toEqual([a.instanceId, b.instanceId].sort());
+      expect(driver.list().every((i) => i.state === "ready" && i.functionName === "lister")).toBe(true);
+      await driver.stop(a.instanceId);
+      expect(ids()).toEqual([b.instanceId]);
+      await driver.stop(b.instanceId);
+      expect(driver.list()).toEqual([]);
+    });
+
+    test("dispose", async () => {
+      const { driver } = await setup();
+      const specs = await Promise.all([
+        specFor("disposable", { "handler.js": HANDLERS.hello }),
+        specFor("disposable", { "handler.js": HANDLERS.ignoresTerm }),
+      ]);
+      const infos = await Promise.all(specs.map((spec) => driver.start(spec)));
+      // One of them will not go quietly.
+      await invokeInstance((infos[1] as InstanceInfo).address);
+      const pids = (await Promise.all(infos.map(localProcesses))).flat();
+      await driver.dispose();
+      expect(driver.list()).toEqual([]);
+      expect(await stillRunning(pids)).toEqual([]);
+      for (const info of infos) await expect(invokeInstance(info.address)).rejects.toThrow();
+    });
+
+    test("reconcile", async () => {
+      const first = await options.newDriver(() => undefined);
+      const spec = await specFor("leftover", { "handler.js": HANDLERS.hello });
+      const info = await first.start(spec);
+      const pids = await localProcesses(info);
+      // `first` is abandoned without dispose(), as a crashed daemon would leave it.
+      const { driver: second } = await setup();
+      const { removed } = await second.reconcile();
+      expect(removed).toBeGreaterThanOrEqual(1);
+      expect(await stillRunning(pids)).toEqual([]);
+      await expect(invokeInstance(info.address)).rejects.toThrow();
+      expect(second.list()).toEqual([]);
+      // Nothing is left for a third look.
+      expect((await second.reconcile()).removed).toBe(0);
+      await first.dispose();
+    });
+  });
+}
