@@ -56,7 +56,7 @@ describe("funcd CLI against a running daemon", () => {
     expect(logs.stdout).toContain("greeting Ada");
 
     const json = await daemon.cli(["--json", "describe", "greeter"]);
-    expect(JSON.parse(json.stdout)).toMatchObject({ name: "greeter", routes: ["/greet"] });
+    expect(JSON.parse(json.stdout)).toMatchObject({ function: { name: "greeter", routes: ["/greet"] } });
 
     const deleted = await daemon.cli(["delete", "greeter"]);
     expect(deleted.code).toBe(0);
