@@ -186,6 +186,8 @@ export function functionRoutes(deps: FunctionRoutesDeps) {
         reply.hijack();
         const raw = reply.raw;
         raw.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
+        // Send the headers now: a follower with no backlog must not wait for the first line to get a response.
+        raw.flushHeaders();
         for (const line of lines) raw.write(`${JSON.stringify(line)}\n`);
         const lastId = lines.at(-1)?.id ?? logs.query({ functionName: fn.name, tail: 1 }).at(-1)?.id ?? 0;
         const stop = logs.follow(fn.name, lastId, (more) => {

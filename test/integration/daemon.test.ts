@@ -366,3 +366,75 @@ describe("restarts", () => {
     }
   });
 });
+
+describe("observability and docs", () => {
+  it("the daemon's /metrics counts invocations by function and status code", async () => {
+    await daemon.call("POST", "/sum", '{"a":1,"b":2}', { "content-type": "application/json" });
+    const metrics = await daemon.call("GET", "/metrics");
+    expect(metrics.status).toBe(200);
+    expect(metrics.text).toMatch(/funcd_invocations_total\{function="sum",code="200"\} \d+/);
+    expect(metrics.text).toContain("funcd_invocation_duration_seconds_bucket");
+    expect(metrics.text).toMatch(/funcd_cold_starts_total|funcd_instances\{/);
+  });
+
+  it("serves the OpenAPI document and interactive docs without a token", async () => {
+    const doc = await daemon.call("GET", "/api/docs/json");
+    expect(doc.status).toBe(200);
+    const openapi = doc.json<{ openapi: string; paths: Record<string, unknown> }>();
+    expect(openapi.openapi).toMatch(/^3\./);
+    expect(Object.keys(openapi.paths)).toEqual(
+      expect.arrayContaining(["/api/v1/functions", "/api/v1/functions/{name}", "/api/v1/functions/{name}/logs"]),
+    );
+    const ui = await daemon.call("GET", "/api/docs/");
+    expect(ui.status).toBe(200);
+    expect(ui.text).toContain("swagger");
+  });
+
+  it("follows a function's logs as they are written", async () => {
+    await deploy("chatty", nodeFunction("module.exports = { main: (e) => { console.log('said ' + e.query.n); return 'ok'; } };"));
+    const { request } = await import("undici");
+    const res = await request(`${daemon.url}/api/v1/functions/chatty/logs?follow=true&tail=0`, {
+      headers: { authorization: `Bearer ${daemon.token}` },
+    });
+    const seen: string[] = [];
+    const reading = (async () => {
+      for await (const chunk of res.body) {
+        seen.push(String(chunk));
+        if (seen.join("").includes("said 2")) return;
+      }
+    })();
+    await daemon.call("GET", "/function/chatty?n=1");
+    await daemon.call("GET", "/function/chatty?n=2");
+    await Promise.race([reading, sleep(5000)]);
+    res.body.destroy();
+    const text = seen.join("");
+    expect(text).toContain("said 1");
+    expect(text).toContain("said 2");
+  });
+});
+
+describe("isolation", () => {
+  it("a function cannot read the daemon's data dir, its token or other functions' code", async () => {
+    const probe = `
+      const fs = require("fs");
+      const tryRead = (p) => { try { fs.readFileSync(p); return "READ"; } catch (e) { return e.code; } };
+      const tryList = (p) => { try { return fs.readdirSync(p).length; } catch (e) { return e.code; } };
+      module.exports = { main: () => ({
+        token: tryRead(${JSON.stringify(path.join(daemon.dataDir, "token"))}),
+        db: tryRead(${JSON.stringify(path.join(daemon.dataDir, "funcd.db"))}),
+        artifacts: tryList(${JSON.stringify(path.join(daemon.dataDir, "artifacts"))}),
+        uid: process.getuid(),
+        root: fs.readdirSync("/").sort(),
+      }) };`;
+    await deploy("probe", nodeFunction(probe));
+    const res = await daemon.call("GET", "/function/probe");
+    expect(res.status).toBe(200);
+    const seen = res.json<{ token: string; db: string; artifacts: string | number; uid: number; root: string[] }>();
+    expect(seen.token).not.toBe("READ");
+    expect(seen.db).not.toBe("READ");
+    expect(typeof seen.artifacts).toBe("string");
+    if (process.getuid?.() === 0) expect(seen.uid).not.toBe(0);
+    expect(seen.root).not.toContain("home");
+    expect(seen.root).not.toContain("root");
+  });
+});

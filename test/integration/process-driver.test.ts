@@ -25,6 +25,9 @@ const isCI = process.env.CI === "true";
 const bwrap = await probeBwrap(isRoot() ? DEFAULT_UID_BASE : undefined);
 /** Why the bwrap cases are skipped; never set under CI, where they must fail instead. */
 const skipBwrap = bwrap.ok || isCI ? undefined : `bubblewrap does not work here: ${bwrap.reason}`;
+/** `it` for cases that need bubblewrap: skipped with the reason, or run (and failing) under CI. */
+const itWithBwrap = (title: string, fn: () => Promise<void> | void) =>
+  skipBwrap === undefined ? it(title, fn) : it.skip(`${title} (skipped: ${skipBwrap})`, fn);
 
 /** A temp "data dir" like the daemon's: run dir and artifacts inside. */
 const dataDir = await mkdtemp(join(tmpdir(), "funcd-pd-"));
@@ -50,7 +53,10 @@ function driverFactory(runDirName: string, options: Partial<ProcessDriverOptions
 }
 
 runDriverConformance({
-  name: "process (bwrap sandbox, memory limit by cgroup where available)",
+  name:
+    skipBwrap === undefined
+      ? "process (bwrap sandbox, memory limit by cgroup where available)"
+      : `process (no sandbox, ${skipBwrap})`,
   newDriver: driverFactory("run", { sandbox: skipBwrap === undefined ? "bwrap" : "none" }),
   prepareArtifact,
 });
@@ -117,11 +123,11 @@ describe("process sandbox", () => {
     return { driver, spec, info, probe };
   }
 
-  it.skipIf(skipBwrap !== undefined)("bubblewrap works on this machine (required when CI=true)", () => {
+  itWithBwrap("bubblewrap works on this machine (required when CI=true)", () => {
     expect(bwrap).toMatchObject({ ok: true });
   });
 
-  it.skipIf(skipBwrap !== undefined)("a function cannot read the daemon's data dir", async () => {
+  itWithBwrap("a function cannot read the daemon's data dir", async () => {
     const secret = join(dataDir, "secret.txt");
     await writeFile(secret, "the daemon's secret", { mode: 0o644 });
     const { probe } = await startProbe("snoop");
@@ -133,7 +139,7 @@ describe("process sandbox", () => {
     });
   });
 
-  it.skipIf(skipBwrap !== undefined)("a function cannot see another function's files", async () => {
+  itWithBwrap("a function cannot see another function's files", async () => {
     const a = await startProbe("alice", {}, { "private.txt": "alice's data" });
     const b = await startProbe("bob");
     expect(await a.probe({ op: "read", path: "/function/private.txt" })).toEqual({
@@ -151,7 +157,7 @@ describe("process sandbox", () => {
     });
   });
 
-  it.skipIf(skipBwrap !== undefined)("a function runs as an unprivileged uid", async () => {
+  itWithBwrap("a function runs as an unprivileged uid", async () => {
     const { probe, info } = await startProbe("lowly");
     const { result } = await probe({ op: "whoami" });
     const { uid, gid } = result as { uid: number; gid: number };
@@ -171,7 +177,7 @@ describe("process sandbox", () => {
     }
   });
 
-  it.skipIf(skipBwrap !== undefined)("/tmp is private and writable", async () => {
+  itWithBwrap("/tmp is private and writable", async () => {
     const name = `funcd-marker-${randomUUID()}`;
     const a = await startProbe("writer");
     expect(await a.probe({ op: "write", path: `/tmp/${name}`, text: "mine" })).toEqual({
