@@ -108,7 +108,6 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     clock,
     logger: logger.child({ component: "gateway" }),
     maxBodyBytes: config.maxBodyBytes,
-    timeoutOf: (name) => store.functions.get(name)?.spec.timeout ?? 30_000,
   });
 
   const fastify = Fastify({

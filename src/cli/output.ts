@@ -31,7 +31,9 @@ export class Output {
     this.stdout = options.stdout;
     this.stderr = options.stderr;
     this.json = options.json;
-    this.interactive = !options.json && (options.interactive ?? options.stdout.isTTY === true);
+    // A terminal that reports no width (some ptys) would make ora's line counting loop forever.
+    const sized = (options.stdout as { columns?: number }).columns !== 0;
+    this.interactive = !options.json && (options.interactive ?? (options.stdout.isTTY === true && sized));
   }
 
   /** A line of human output on stdout (dropped in JSON mode). */

@@ -1,3 +1,4 @@
+import type { EventEmitter } from "node:events";
 import type { Pool } from "undici";
 import type { FunctionSpec } from "../deploy/spec.js";
 import { defaultConcurrency } from "../deploy/spec.js";
@@ -157,6 +158,11 @@ export class Fleet {
     return this.#units.has(name);
   }
 
+  /** The function's per-invocation timeout, from memory (the gateway asks on every request). */
+  timeoutOf(name: string): number {
+    return this.#units.get(name)?.spec.timeout ?? 30_000;
+  }
+
   /**
    * Starts an instance of a revision that does not serve yet — the deploy's
    * proof that the handler loads. Rejects with the driver's error; nothing is
@@ -213,7 +219,7 @@ export class Fleet {
   }
 
   /** Hands out a ready instance with spare concurrency, starting one and waiting when none is free. */
-  acquire(name: string, signal?: AbortSignal): Promise<Lease> | Lease {
+  acquire(name: string, cancel?: EventEmitter): Promise<Lease> | Lease {
     const unit = this.#units.get(name);
     if (!unit) throw new FuncdError("FUNCTION_NOT_FOUND", `No function named "${name}"`);
     if (!unit.revision) {
@@ -254,14 +260,14 @@ export class Fleet {
       };
       const cleanup = () => {
         timer.cancel();
-        signal?.removeEventListener("abort", onAbort);
+        cancel?.off("abort", onAbort);
       };
       const remove = () => {
         cleanup();
         const at = unit.waiters.indexOf(waiter);
         if (at >= 0) unit.waiters.splice(at, 1);
       };
-      signal?.addEventListener("abort", onAbort, { once: true });
+      cancel?.once("abort", onAbort);
       unit.waiters.push(waiter);
       this.#wantMore(unit);
     });

@@ -2,11 +2,11 @@
  * The process driver: one OS process per instance, running the runtime server of
  * `templates/<runtime>/` inside a bubblewrap sandbox (or, weaker, directly) as a per-function uid,
  * under a memory cgroup (or an RSS watchdog), reachable on a unix socket in its instance dir.
+ * This module is the lifecycle; the pieces it assembles live beside it.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { createHash } from "node:crypto";
-import { chmod, chown, mkdir, readdir, rm, rmdir, stat } from "node:fs/promises";
-import { basename, dirname, resolve } from "node:path";
+import { readdir, rm, rmdir } from "node:fs/promises";
+import { join, resolve } from "node:path";
 import type { Logger } from "pino";
 import type { Clock } from "../../shared/clock.js";
 import { FuncdError, messageOf } from "../../shared/errors.js";
@@ -20,33 +20,30 @@ import type {
   LogSink,
   StartOptions,
 } from "../driver.js";
-import {
-  findCgroupRoot,
-  heapFlags,
-  InstanceCgroup,
-  listCgroups,
-  type MemoryEnforcement,
-  prepareCgroupParent,
-  RssWatchdog,
-} from "./memory.js";
+import { UidAccess } from "./access.js";
+import { describeExit, exitReason, type StartInterruption, startFailure } from "./exit.js";
+import { buildLaunch } from "./launch.js";
+import { InstanceCgroup, listCgroups, type MemoryEnforcement, RssWatchdog } from "./memory.js";
 import { LastLines, parseTagged, readLines } from "./output.js";
+import {
+  createInstanceCgroup,
+  type MemoryPlan,
+  resolveMemoryPlan,
+  resolveSandboxPlan,
+  type SandboxPlan,
+} from "./plans.js";
 import { processTree, readStat, signalAll, signalGroup } from "./proctree.js";
 import { waitUntilReady } from "./readiness.js";
-import { instancePaths, removeLeftover, writeMeta, writePid } from "./rundir.js";
 import {
-  bwrapArgs,
-  DEFAULT_UID_BASE,
-  dropPrivilegesArgs,
-  ensureReadable,
-  ensureTraversable,
-  findTools,
-  isRoot,
-  probeBwrap,
-  SANDBOX_PATHS,
-  type SandboxMode,
-  uidFor,
-} from "./sandbox.js";
-import { commandLine, loadTemplate, type RuntimeTemplate } from "./template.js";
+  instancePaths,
+  prepareInstanceDir,
+  prepareRunDir,
+  removeLeftover,
+  writeMeta,
+  writePid,
+} from "./rundir.js";
+import { DEFAULT_UID_BASE, isRoot, type SandboxMode, uidFor } from "./sandbox.js";
+import { loadTemplate, type RuntimeTemplate } from "./template.js";
 
 export interface ProcessDriverOptions {
   /** The folder holding `templates/<runtime>/`. */
@@ -64,31 +61,29 @@ export interface ProcessDriverOptions {
   clock?: Pick<Clock, "now">;
 }
 
-/** The environment every instance gets besides its function's env and the contract variables. */
-const BASE_ENV = { PATH: "/usr/local/bin:/usr/bin:/bin", HOME: "/tmp", NODE_ENV: "production" } as const;
 /** Longest unix socket path Linux accepts (sun_path is 108 bytes with the NUL). */
 const MAX_SOCKET_PATH = 107;
 const INSTANCE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 /** How long to wait for an exited instance's last output before reporting without it. */
 const OUTPUT_DRAIN_MS = 500;
-
-type SandboxPlan = { kind: "bwrap"; bwrap: string; setpriv?: string } | { kind: "none"; setpriv?: string };
-type MemoryPlan = { kind: "cgroup"; version: 1 | 2; parent: string } | { kind: "watchdog" };
+/** dispose() is for daemon shutdown: the gateway has drained invocations, so a short grace will do. */
+const DISPOSE_GRACE_MS = 1_000;
 
 interface Instance {
   spec: InstanceSpec;
   info: InstanceInfo;
   paths: ReturnType<typeof instancePaths>;
-  child: ChildProcess;
   pid: number;
   sandboxed: boolean;
   cgroup: InstanceCgroup | undefined;
   watchdog: RssWatchdog | undefined;
   lastLines: LastLines;
-  /** Output streams finished (or given up on). */
+  /** Output streams finished. */
   drained: Promise<void>;
   /** Resolves as soon as the first process exited (before the clean-up `exited` waits for). */
   exitSeen: Promise<void>;
+  /** Settles after the exit has been recorded and everything cleaned up. */
+  exited: Promise<InstanceExit>;
   /** stop() asked for this exit: no exit event, reason `stopped`. */
   stopRequested: boolean;
   oomByWatchdog: boolean;
@@ -96,16 +91,14 @@ interface Instance {
   oomKilled: boolean;
   /** start() resolved: from now on an exit is news for the scaler. */
   announced: boolean;
-  /** Settles after the exit has been recorded and everything cleaned up. */
-  exited: Promise<InstanceExit>;
 }
 
-/** Why the readiness wait was cut short. */
-class StartInterrupted {
-  constructor(readonly why: "exited" | "timeout") {}
+/** Why the readiness wait was cut short (other than by the caller). */
+class Interrupted {
+  constructor(readonly why: StartInterruption) {}
 }
 
-/** One OS process per instance; see the module comment and `docs/runtime-contract.md`. */
+/** One sandboxed OS process per instance; see the module comment and `docs/runtime-contract.md`. */
 export class ProcessDriver implements Driver {
   readonly name = "process";
 
@@ -123,6 +116,8 @@ export class ProcessDriver implements Driver {
   private memoryPlan: Promise<MemoryPlan> | undefined;
   private runDirReady: Promise<void> | undefined;
   private disposed = false;
+  /** Permissions granted to instance uids on the host (root only); remembered per driver. */
+  private readonly access: UidAccess;
 
   constructor(private readonly options: ProcessDriverOptions) {
     this.runDir = resolve(options.runDir);
@@ -130,6 +125,7 @@ export class ProcessDriver implements Driver {
     this.logger = options.logger.child({ driver: "process" });
     this.clock = options.clock ?? Date;
     this.uidBase = options.uidBase ?? DEFAULT_UID_BASE;
+    this.access = new UidAccess(this.logger);
     if (!Number.isInteger(this.uidBase) || this.uidBase < 1000 || this.uidBase > 4_294_000_000) {
       throw new FuncdError(
         "CONFIG_INVALID",
@@ -150,7 +146,7 @@ export class ProcessDriver implements Driver {
     const abort = new AbortController();
     const onCallerAbort = () => abort.abort(options.signal?.reason);
     options.signal?.addEventListener("abort", onCallerAbort, { once: true });
-    const done = this.startInstance(spec, options.readyTimeoutMs ?? 10_000, abort.signal);
+    const done = this.launch(spec, options.readyTimeoutMs ?? 10_000, abort.signal);
     this.starting.set(spec.instanceId, { abort, done });
     try {
       return await done;
@@ -160,7 +156,7 @@ export class ProcessDriver implements Driver {
     }
   }
 
-  private async startInstance(
+  private async launch(
     spec: InstanceSpec,
     readyTimeoutMs: number,
     signal: AbortSignal,
@@ -184,10 +180,12 @@ export class ProcessDriver implements Driver {
     const limitBytes = spec.memoryMb * 1024 * 1024;
     let cgroup: InstanceCgroup | undefined;
     try {
-      await this.prepareInstanceDir(spec, template, paths, uid);
-      if (memory.kind === "cgroup") {
-        cgroup = await this.createCgroup(memory, spec.instanceId, limitBytes);
-      }
+      const prefix = "interpreter" in template.program ? template.program.interpreter.prefix : undefined;
+      const reachable = prefix === undefined ? [template.dir] : [template.dir, prefix];
+      const access =
+        uid === undefined ? undefined : { grant: this.access, uid, reachable, readable: spec.artifactDir };
+      await prepareInstanceDir(paths, access);
+      if (memory.kind === "cgroup") cgroup = await createInstanceCgroup(memory, spec.instanceId, limitBytes);
       await writeMeta(paths.meta, {
         instanceId: spec.instanceId,
         functionName: spec.functionName,
@@ -202,49 +200,10 @@ export class ProcessDriver implements Driver {
       throw err;
     }
 
-    const sandboxed = sandbox.kind === "bwrap";
-    const interpreter = "interpreter" in template.program ? template.program.interpreter : undefined;
-    let argv = commandLine(
-      template,
-      sandboxed ? SANDBOX_PATHS.runtime : template.dir,
-      interpreter === undefined ? [] : heapFlags(interpreter.name, spec.memoryMb),
-    );
-    if (sandbox.kind === "bwrap") {
-      argv = [
-        ...bwrapArgs(sandbox.bwrap, {
-          templateDir: template.dir,
-          artifactDir: spec.artifactDir,
-          socketDir: paths.socketDir,
-          tmpBytes: limitBytes,
-          ...(interpreter?.prefix === undefined ? {} : { interpreterPrefix: interpreter.prefix }),
-        }),
-        ...argv,
-      ];
-    }
-    if (uid !== undefined && sandbox.setpriv !== undefined)
-      argv = [...dropPrivilegesArgs(sandbox.setpriv, uid), ...argv];
-    if (cgroup !== undefined) argv = cgroup.wrap(argv);
-
-    const inside = sandboxed
-      ? { listen: `${SANDBOX_PATHS.run}/sock`, functionDir: SANDBOX_PATHS.function }
-      : { listen: paths.socketPath, functionDir: spec.artifactDir };
-    // Never the daemon's environment: it holds secrets, and e.g. NODE_EXTRA_CA_CERTS costs every start.
-    const env: Record<string, string> = {
-      ...BASE_ENV,
-      ...spec.env,
-      FUNCD_LISTEN: inside.listen,
-      FUNCD_FUNCTION_DIR: inside.functionDir,
-      FUNCD_HANDLER: spec.handler,
-      FUNCD_FUNCTION_NAME: spec.functionName,
-      FUNCD_REVISION: spec.revisionId,
-      FUNCD_RUNTIME: spec.runtime,
-      FUNCD_TIMEOUT_MS: String(spec.timeoutMs),
-      FUNCD_MEMORY_LIMIT_MB: String(spec.memoryMb),
-    };
-
+    const { argv, env, cwd } = buildLaunch({ spec, template, sandbox, paths, uid, cgroup });
     const child = spawn(argv[0] as string, argv.slice(1), {
       env,
-      cwd: sandboxed ? "/" : spec.artifactDir,
+      cwd,
       stdio: ["ignore", "pipe", "pipe"],
       // Its own process group, so stop() can signal everything the runtime spawned (without bwrap).
       detached: true,
@@ -253,20 +212,18 @@ export class ProcessDriver implements Driver {
       const err = await new Promise<Error>((resolve) => child.once("error", resolve));
       await cgroup?.remove().catch(() => undefined);
       await rm(paths.dir, { recursive: true, force: true });
-      throw new FuncdError("SANDBOX_UNAVAILABLE", `Cannot start "${argv[0]}": ${messageOf(err)}`, {
-        cause: err,
-      });
+      throw new FuncdError("SANDBOX_UNAVAILABLE", `Cannot run ${argv[0]}: ${messageOf(err)}`, { cause: err });
     }
-    const pid = child.pid;
     const spawned = performance.now();
-    const inst = this.track(spec, child, pid, paths, sandboxed, cgroup);
-    await writePid(paths.pid, pid, (await readStat(pid))?.startTime);
+    const inst = this.track(spec, child, child.pid, paths, sandbox.kind === "bwrap", cgroup);
+    await writePid(paths.pid, inst.pid, (await readStat(inst.pid))?.startTime);
     if (memory.kind === "watchdog") {
-      inst.watchdog = new RssWatchdog(pid, limitBytes, (rss) => {
+      inst.watchdog = new RssWatchdog(inst.pid, limitBytes, (rss) => {
         inst.oomByWatchdog = true;
+        const used = Math.round(rss / 1024 / 1024);
         this.system(
           inst,
-          `funcd: instance killed: it used ${mib(rss)} MiB, over its memory limit of ${spec.memoryMb} MiB`,
+          `funcd: instance killed: it used ${used} MiB, over its memory limit of ${spec.memoryMb} MiB`,
         );
         void this.kill(inst);
       });
@@ -277,15 +234,24 @@ export class ProcessDriver implements Driver {
     const relay = () => wait.abort(signal.reason);
     signal.addEventListener("abort", relay, { once: true });
     if (signal.aborted) relay();
-    const timer = setTimeout(() => wait.abort(new StartInterrupted("timeout")), readyTimeoutMs);
-    void inst.exitSeen.then(() => wait.abort(new StartInterrupted("exited")));
+    const timer = setTimeout(() => wait.abort(new Interrupted("timeout")), readyTimeoutMs);
+    void inst.exitSeen.then(() => wait.abort(new Interrupted("exited")));
     try {
       await waitUntilReady(paths.socketPath, wait.signal);
     } catch (err) {
       const why: unknown = wait.signal.aborted ? wait.signal.reason : err;
-      if (!(why instanceof StartInterrupted && why.why === "exited")) await this.kill(inst);
+      if (!(why instanceof Interrupted && why.why === "exited")) await this.kill(inst);
       const exit = await inst.exited;
-      throw this.startError(inst, exit, why, readyTimeoutMs);
+      // The caller's own abort reason is rethrown as is, as fetch() does.
+      if (!(why instanceof Interrupted)) throw why;
+      throw startFailure({
+        ...spec,
+        sandboxed: inst.sandboxed,
+        oomKilled: inst.oomKilled,
+        exit,
+        why: why.why,
+        readyTimeoutMs,
+      });
     } finally {
       clearTimeout(timer);
       signal.removeEventListener("abort", relay);
@@ -297,7 +263,7 @@ export class ProcessDriver implements Driver {
       {
         instance: spec.instanceId,
         function: spec.functionName,
-        pid,
+        pid: inst.pid,
         prepareMs: ms(began, spawned),
         bootMs: ms(spawned, performance.now()),
       },
@@ -333,8 +299,7 @@ export class ProcessDriver implements Driver {
         });
       });
     };
-    const outputs = Promise.all([capture("stdout"), capture("stderr")]).then(() => undefined);
-    let exitSeen!: () => void;
+    let seen: () => void = () => undefined;
     const inst: Instance = {
       spec,
       info: {
@@ -347,26 +312,25 @@ export class ProcessDriver implements Driver {
         pid,
       },
       paths,
-      child,
       pid,
       sandboxed,
       cgroup,
       watchdog: undefined,
       lastLines,
-      drained: outputs,
+      drained: Promise.all([capture("stdout"), capture("stderr")]).then(() => undefined),
+      exitSeen: new Promise<void>((resolve) => {
+        seen = resolve;
+      }),
+      exited: new Promise((resolve) => {
+        child.once("exit", (code, signal) => {
+          seen();
+          resolve(this.onExit(inst, code, signal));
+        });
+      }),
       stopRequested: false,
       oomByWatchdog: false,
       oomKilled: false,
       announced: false,
-      exitSeen: new Promise<void>((resolve) => {
-        exitSeen = resolve;
-      }),
-      exited: new Promise((resolve) => {
-        child.once("exit", (code, signal) => {
-          exitSeen();
-          resolve(this.onExit(inst, code, signal));
-        });
-      }),
     };
     child.on("error", (err) =>
       this.logger.error({ err, instance: spec.instanceId }, "instance process error"),
@@ -382,32 +346,21 @@ export class ProcessDriver implements Driver {
     signal: NodeJS.Signals | null,
   ): Promise<InstanceExit> {
     inst.watchdog?.stop();
-    const oom = inst.oomByWatchdog || ((await inst.cgroup?.oomKilled()) ?? false);
-    inst.oomKilled = oom;
-    // Whatever the runtime left running (children it spawned) goes with it.
-    await this.killLeftovers(inst);
+    inst.oomKilled = inst.oomByWatchdog || ((await inst.cgroup?.oomKilled()) ?? false);
+    // Whatever the runtime left running (children it spawned) goes with it. Its pid is reaped and could
+    // in theory be reused, but a new process would lead a group of its own, not this one.
+    signalGroup(inst.pid, "SIGKILL");
+    await inst.cgroup?.kill();
     await Promise.race([inst.drained, new Promise((resolve) => setTimeout(resolve, OUTPUT_DRAIN_MS))]);
-    const clean = code === 0 && signal === null;
-    const reason = inst.stopRequested
-      ? "stopped"
-      : oom && !clean
-        ? "OOMKilled"
-        : clean
-          ? "exited"
-          : "crashed";
-    if (reason === "OOMKilled" && !inst.oomByWatchdog) {
+    const unasked = exitReason(code, signal, inst.oomKilled);
+    const reason = inst.stopRequested ? "stopped" : inst.announced ? unasked : "start-failed";
+    if (unasked === "OOMKilled" && !inst.oomByWatchdog) {
       this.system(inst, `funcd: instance killed: it reached its memory limit of ${inst.spec.memoryMb} MiB`);
     }
-    const exit: InstanceExit = {
-      reason: inst.announced ? reason : inst.stopRequested ? "stopped" : "start-failed",
-      code,
-      signal,
-      lastLogLines: inst.lastLines.snapshot(),
-    };
-    if (inst.announced && reason !== "stopped") {
+    if (reason !== "stopped" && reason !== "start-failed") {
       this.system(inst, `funcd: instance exited (${describeExit(code, signal, inst.sandboxed)})`);
-      exit.lastLogLines = inst.lastLines.snapshot();
     }
+    const exit: InstanceExit = { reason, code, signal, lastLogLines: inst.lastLines.snapshot() };
     await inst.cgroup?.remove().catch((err: unknown) => {
       this.logger.warn({ err, cgroup: inst.cgroup?.path }, "cannot remove an instance cgroup");
     });
@@ -416,22 +369,12 @@ export class ProcessDriver implements Driver {
     inst.info.exit = exit;
     this.instances.delete(inst.spec.instanceId);
     if (inst.announced && !inst.stopRequested) {
+      const { instanceId, functionName } = inst.spec;
       this.logger.info(
-        {
-          instance: inst.spec.instanceId,
-          function: inst.spec.functionName,
-          reason: exit.reason,
-          code,
-          signal,
-        },
+        { instance: instanceId, function: functionName, reason, code, signal },
         "instance exited",
       );
-      const event: DriverEvent = {
-        type: "exit",
-        instanceId: inst.spec.instanceId,
-        functionName: inst.spec.functionName,
-        exit,
-      };
+      const event: DriverEvent = { type: "exit", instanceId, functionName, exit };
       for (const listener of this.listeners) {
         try {
           listener(event);
@@ -443,53 +386,14 @@ export class ProcessDriver implements Driver {
     return exit;
   }
 
-  private startError(inst: Instance, exit: InstanceExit, why: unknown, readyTimeoutMs: number): unknown {
-    const { functionName, handler, memoryMb } = inst.spec;
-    const logs = exit.lastLogLines;
-    const output = logs.length > 0 ? `:\n${logs.join("\n")}` : " (it wrote no output)";
-    const extra = { extra: { logs } };
-    if (!(why instanceof StartInterrupted)) return why; // The caller's abort reason, as fetch() does.
-    if (why.why === "timeout") {
-      return new FuncdError(
-        "FUNCTION_UNAVAILABLE",
-        `Function "${functionName}" did not answer /healthz within ${readyTimeoutMs} ms and was stopped${output}`,
-        extra,
-      );
-    }
-    if (exit.code === 3) {
-      return new FuncdError(
-        "HANDLER_LOAD_FAILED",
-        `Function "${functionName}" failed to start: its handler "${handler}" could not be loaded${output}`,
-        extra,
-      );
-    }
-    if (logs.some((line) => line.startsWith("bwrap:") || line.startsWith("funcd: cannot enter cgroup"))) {
-      return new FuncdError(
-        "SANDBOX_UNAVAILABLE",
-        `The sandbox for function "${functionName}" could not be set up${output}`,
-        extra,
-      );
-    }
-    if (inst.oomKilled) {
-      return new FuncdError(
-        "FUNCTION_CRASHED",
-        `Function "${functionName}" was killed at its memory limit of ${memoryMb} MiB while starting${output}`,
-        extra,
-      );
-    }
-    return new FuncdError(
-      "FUNCTION_CRASHED",
-      `Function "${functionName}" exited while starting (${describeExit(exit.code, exit.signal, inst.sandboxed)})${output}`,
-      extra,
-    );
-  }
-
   async stop(instanceId: string, options: { graceMs?: number } = {}): Promise<void> {
     const pending = this.starting.get(instanceId);
     if (pending !== undefined && !this.instances.get(instanceId)?.announced) {
-      pending.abort.abort(
-        new FuncdError("FUNCTION_UNAVAILABLE", `Instance "${instanceId}" was stopped while starting`),
+      const reason = new FuncdError(
+        "FUNCTION_UNAVAILABLE",
+        `Instance "${instanceId}" was stopped while starting`,
       );
+      pending.abort.abort(reason);
       await pending.done.catch(() => undefined);
       return;
     }
@@ -515,25 +419,16 @@ export class ProcessDriver implements Driver {
       signalGroup(inst.pid, "SIGTERM");
       return;
     }
-    const tree = await processTree(inst.pid);
-    const stats = await Promise.all(tree.map(readStat));
+    const stats = await Promise.all((await processTree(inst.pid)).map(readStat));
     signalAll(
       stats.flatMap((s) => (s !== undefined && s.comm !== "bwrap" ? [s.pid] : [])),
       "SIGTERM",
     );
   }
 
-  /** SIGKILL to everything of the instance: its cgroup, its process tree, its process group. */
+  /** SIGKILL to everything of the instance: its process tree, its process group, its cgroup. */
   private async kill(inst: Instance): Promise<void> {
     signalAll(await processTree(inst.pid), "SIGKILL");
-    signalGroup(inst.pid, "SIGKILL");
-    await inst.cgroup?.kill();
-  }
-
-  /** After the first process exited: kill what is left of the instance (its group, its cgroup). */
-  private async killLeftovers(inst: Instance): Promise<void> {
-    // The leader is reaped, so its pid could in theory be reused; a new process would have its own
-    // group though, and Linux hands out pids in order, so this targets the instance's group only.
     signalGroup(inst.pid, "SIGKILL");
     await inst.cgroup?.kill();
   }
@@ -548,24 +443,24 @@ export class ProcessDriver implements Driver {
   }
 
   async reconcile(): Promise<{ removed: number }> {
+    const ours = (name: string) => this.instances.has(name) || this.starting.has(name);
     let removed = 0;
     const entries = await readdir(this.runDir, { withFileTypes: true }).catch(() => []);
     for (const entry of entries) {
-      if (!entry.isDirectory() || this.instances.has(entry.name) || this.starting.has(entry.name)) continue;
-      await removeLeftover(`${this.runDir}/${entry.name}`);
+      if (!entry.isDirectory() || ours(entry.name)) continue;
+      await removeLeftover(join(this.runDir, entry.name));
       removed++;
     }
+    // Cgroups whose instance dir is gone (a daemon that died between the two removals).
     const memory = await this.memory().catch(() => undefined);
     if (memory?.kind === "cgroup") {
       for (const name of await listCgroups(memory.parent)) {
-        if (this.instances.has(name) || this.starting.has(name)) continue;
-        const cgroup = InstanceCgroup.open(memory.version, `${memory.parent}/${name}`);
+        if (ours(name)) continue;
+        const cgroup = InstanceCgroup.open(memory.version, join(memory.parent, name));
         await cgroup.kill();
-        await cgroup
-          .remove()
-          .catch((err: unknown) =>
-            this.logger.warn({ err, cgroup: cgroup.path }, "cannot remove a stale cgroup"),
-          );
+        await cgroup.remove().catch((err: unknown) => {
+          this.logger.warn({ err, cgroup: cgroup.path }, "cannot remove a stale cgroup");
+        });
         removed++;
       }
     }
@@ -580,30 +475,12 @@ export class ProcessDriver implements Driver {
     for (const { abort } of this.starting.values()) abort.abort(reason);
     await Promise.all([
       ...[...this.starting.values()].map(({ done }) => done.catch(() => undefined)),
-      // A short grace: the daemon is going away, in-flight invocations have been drained by the gateway.
-      ...[...this.instances.keys()].map((id) => this.stop(id, { graceMs: 1_000 })),
+      ...[...this.instances.keys()].map((id) => this.stop(id, { graceMs: DISPOSE_GRACE_MS })),
     ]);
     this.listeners.clear();
     // Leave no empty parent cgroup behind; fails harmlessly while another driver on this run dir uses it.
     const memory = await this.memoryPlan?.catch(() => undefined);
     if (memory?.kind === "cgroup") await rmdir(memory.parent).catch(() => undefined);
-  }
-
-  /** Creates an instance cgroup, re-creating the parent once if another driver on this run dir removed it. */
-  private async createCgroup(
-    memory: Extract<MemoryPlan, { kind: "cgroup" }>,
-    instanceId: string,
-    limitBytes: number,
-  ): Promise<InstanceCgroup> {
-    try {
-      return await InstanceCgroup.create(memory.version, memory.parent, instanceId, limitBytes);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-      const root = await findCgroupRoot();
-      if (root === undefined) throw err;
-      await prepareCgroupParent(root, basename(memory.parent));
-      return InstanceCgroup.create(memory.version, memory.parent, instanceId, limitBytes);
-    }
   }
 
   private emitLog(line: LogLine): void {
@@ -617,20 +494,15 @@ export class ProcessDriver implements Driver {
   /** A line from the driver itself about an instance, kept with its output for crash reports. */
   private system(inst: Instance, text: string): void {
     inst.lastLines.push(text);
-    this.emitLog({
-      time: this.clock.now(),
-      functionName: inst.spec.functionName,
-      revisionId: inst.spec.revisionId,
-      instanceId: inst.spec.instanceId,
-      stream: "system",
-      text,
-    });
+    const { functionName, revisionId, instanceId } = inst.spec;
+    this.emitLog({ time: this.clock.now(), functionName, revisionId, instanceId, stream: "system", text });
   }
 
   private template(runtime: string): Promise<RuntimeTemplate> {
     let pending = this.templates.get(runtime);
     if (pending === undefined) {
       pending = loadTemplate(this.templatesDir, runtime);
+      // A failure is not kept: the operator may install the runtime and retry.
       pending.catch(() => this.templates.delete(runtime));
       this.templates.set(runtime, pending);
     }
@@ -638,109 +510,21 @@ export class ProcessDriver implements Driver {
   }
 
   private sandbox(): Promise<SandboxPlan> {
-    this.sandboxPlan ??= this.resolveSandbox();
+    this.sandboxPlan ??= resolveSandboxPlan(this.options.sandbox, this.uidBase, this.logger);
     return this.sandboxPlan;
   }
 
-  private async resolveSandbox(): Promise<SandboxPlan> {
-    const { setpriv } = await findTools();
-    const root = isRoot();
-    if (root && setpriv === undefined) {
-      throw new FuncdError(
-        "SANDBOX_UNAVAILABLE",
-        "The daemon runs as root but setpriv (util-linux) is missing, so functions cannot be run as an unprivileged uid",
-      );
-    }
-    const drop = setpriv === undefined ? {} : { setpriv };
-    const weaker =
-      "functions run as plain processes: they see the host's file system (limited by file permissions) and its processes";
-    if (this.options.sandbox === "none") {
-      this.logger.warn(`Sandbox disabled (sandbox: none): ${weaker}`);
-      return { kind: "none", ...drop };
-    }
-    const probe = await probeBwrap(root ? this.uidBase : undefined);
-    if (probe.ok) return { kind: "bwrap", bwrap: probe.bwrap, ...drop };
-    if (this.options.sandbox === "bwrap") {
-      throw new FuncdError(
-        "SANDBOX_UNAVAILABLE",
-        `The bubblewrap sandbox was requested but does not work here: ${probe.reason}`,
-      );
-    }
-    this.logger.warn(
-      `Running without the bubblewrap sandbox (${probe.reason}); isolation is weaker: ${weaker}`,
-    );
-    return { kind: "none", ...drop };
-  }
-
   private memory(): Promise<MemoryPlan> {
-    this.memoryPlan ??= this.resolveMemory();
+    this.memoryPlan ??= resolveMemoryPlan(this.options.memoryEnforcement ?? "auto", this.runDir, this.logger);
     return this.memoryPlan;
   }
 
-  private async resolveMemory(): Promise<MemoryPlan> {
-    const wanted = this.options.memoryEnforcement ?? "auto";
-    if (wanted === "watchdog") return { kind: "watchdog" };
-    let problem: string;
-    try {
-      const root = await findCgroupRoot();
-      if (root !== undefined) {
-        const runKey = createHash("sha256").update(this.runDir).digest("hex").slice(0, 12);
-        const parent = await prepareCgroupParent(root, runKey);
-        this.logger.debug({ cgroup: parent, version: root.version }, "memory limits enforced by cgroup");
-        return { kind: "cgroup", version: root.version, parent };
-      }
-      problem = "no writable memory cgroup (v2 with the memory controller, or v1 memory)";
-    } catch (err) {
-      problem = `the memory cgroup cannot be used: ${messageOf(err)}`;
-    }
-    if (wanted === "cgroup")
-      throw new FuncdError("SANDBOX_UNAVAILABLE", `Memory limits by cgroup were requested but ${problem}`);
-    this.logger.warn(`Memory limits are enforced by polling RSS every 250 ms, because there is ${problem}`);
-    return { kind: "watchdog" };
-  }
-
-  /** Creates the run dir once; searchable by instance uids (not listable) when running as root. */
   private prepareRunDir(): Promise<void> {
-    this.runDirReady ??= (async () => {
-      await mkdir(this.runDir, { recursive: true, mode: 0o700 });
-      if (isRoot()) {
-        const { mode } = await stat(this.runDir);
-        await chmod(this.runDir, (mode & 0o7777) | 0o711);
-        await ensureTraversable([dirname(this.runDir)], this.logger);
-      }
-    })();
+    this.runDirReady ??= prepareRunDir(this.runDir, isRoot() ? this.access : undefined);
     this.runDirReady.catch(() => {
       this.runDirReady = undefined;
     });
     return this.runDirReady;
-  }
-
-  /**
-   * Creates `<runDir>/<id>/` (bookkeeping, daemon-only) and `run/` inside it owned by the instance uid,
-   * and makes the template, interpreter and function files reachable and readable by that uid.
-   */
-  private async prepareInstanceDir(
-    spec: InstanceSpec,
-    template: RuntimeTemplate,
-    paths: ReturnType<typeof instancePaths>,
-    uid: number | undefined,
-  ): Promise<void> {
-    // A dir of the same name is a leftover of a crashed daemon whose reconcile has not run yet.
-    await rm(paths.dir, { recursive: true, force: true });
-    await mkdir(paths.socketDir, { recursive: true, mode: 0o700 });
-    if (uid === undefined) return;
-    await chmod(paths.dir, 0o711);
-    await chown(paths.socketDir, uid, uid);
-    const interpreter = "interpreter" in template.program ? template.program.interpreter : undefined;
-    await ensureTraversable(
-      [
-        template.dir,
-        dirname(spec.artifactDir),
-        ...(interpreter?.prefix === undefined ? [] : [interpreter.prefix]),
-      ],
-      this.logger,
-    );
-    await ensureReadable(spec.artifactDir, uid);
   }
 }
 
@@ -750,16 +534,4 @@ function snapshot(info: InstanceInfo): InstanceInfo {
     address: { ...info.address },
     ...(info.exit === undefined ? {} : { exit: { ...info.exit } }),
   };
-}
-
-function mib(bytes: number): number {
-  return Math.round(bytes / 1024 / 1024);
-}
-
-/** "code 1", "signal SIGKILL"; bwrap reports a killed runtime as 128 + the signal number. */
-function describeExit(code: number | null, signal: string | null, sandboxed: boolean): string {
-  if (signal !== null) return `signal ${signal}`;
-  if (sandboxed && code !== null && code > 128 && code < 160)
-    return `code ${code}, i.e. killed by signal ${code - 128}`;
-  return `code ${code}`;
 }

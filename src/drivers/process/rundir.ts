@@ -10,8 +10,9 @@
  * The bookkeeping files sit beside `run/`, not inside it, so the function cannot rewrite the pid a
  * later reconcile will kill.
  */
-import { readFile, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { chmod, chown, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import type { UidAccess } from "./access.js";
 import { InstanceCgroup } from "./memory.js";
 import {
   commandAndEnvironment,
@@ -42,6 +43,46 @@ export function instancePaths(runDir: string, instanceId: string) {
     meta: join(dir, "meta.json"),
     pid: join(dir, "pid"),
   };
+}
+
+/**
+ * Creates the run dir. With a root daemon it is made searchable (0711: not listable) along with its
+ * ancestors, because instance uids must reach their own `run/` dir in it.
+ */
+export async function prepareRunDir(runDir: string, access: UidAccess | undefined): Promise<void> {
+  await mkdir(runDir, { recursive: true, mode: 0o700 });
+  if (access === undefined) return;
+  const { mode } = await stat(runDir);
+  await chmod(runDir, (mode & 0o7777) | 0o711);
+  await access.makeSearchable([dirname(runDir)]);
+}
+
+/** What an instance uid must be able to reach and read (only when the daemon is root). */
+export interface InstanceAccess {
+  grant: UidAccess;
+  uid: number;
+  /** Folders the uid must be able to walk to (their ancestors become searchable). */
+  reachable: string[];
+  /** The function's files, which the uid must be able to read. */
+  readable: string;
+}
+
+/**
+ * Creates `<runDir>/<id>/` (bookkeeping, daemon-only) and its `run/` owned by the instance uid (0700),
+ * and makes the template, interpreter and function files reachable and readable by that uid.
+ */
+export async function prepareInstanceDir(
+  paths: ReturnType<typeof instancePaths>,
+  access: InstanceAccess | undefined,
+): Promise<void> {
+  // A dir of the same name is a leftover of a crashed daemon whose reconcile has not run yet.
+  await rm(paths.dir, { recursive: true, force: true });
+  await mkdir(paths.socketDir, { recursive: true, mode: 0o700 });
+  if (access === undefined) return;
+  await chmod(paths.dir, 0o711);
+  await chown(paths.socketDir, access.uid, access.uid);
+  await access.grant.makeSearchable([...access.reachable, dirname(access.readable)]);
+  await access.grant.makeReadable(access.readable, access.uid);
 }
 
 export async function writeMeta(path: string, meta: InstanceMeta): Promise<void> {

@@ -6,9 +6,6 @@
  */
 import { execFile } from "node:child_process";
 import { lstatSync, readlinkSync } from "node:fs";
-import { chmod, lchown, lstat, readdir } from "node:fs/promises";
-import { dirname, join } from "node:path";
-import type { Logger } from "pino";
 import { which } from "./interpreter.js";
 
 /** `bwrap` requires bubblewrap, `none` runs the runtime directly, `auto` uses bwrap when it works. */
@@ -204,63 +201,4 @@ async function runProbe(uid: number | undefined): Promise<BwrapProbe> {
       },
     );
   });
-}
-
-const traversable = new Set<string>();
-
-/**
- * Makes every ancestor of `paths` searchable (o+x) by the instance uid. Only when the daemon is root:
- * bwrap runs as the instance's uid and resolves its bind sources with that uid's permissions (even
- * `--bind-fd` re-resolves the path), and without bwrap the runtime opens the paths itself. Directories
- * stay unlistable (no o+r), so what lies inside them stays private unless its name is known and its own
- * mode allows; the daemon's secrets must be mode 0600 for that reason. Each change is logged.
- */
-export async function ensureTraversable(paths: string[], logger: Logger): Promise<void> {
-  for (const path of paths) {
-    const chain: string[] = [];
-    for (let dir = path; !traversable.has(dir); dir = dirname(dir)) {
-      chain.push(dir);
-      if (dir === "/") break;
-    }
-    for (const dir of chain.reverse()) {
-      const stats = await lstat(dir);
-      if (stats.isDirectory() && (stats.mode & 0o001) === 0) {
-        await chmod(dir, (stats.mode & 0o7777) | 0o001);
-        logger.warn(
-          { dir },
-          `Made ${dir} searchable by other users (o+x, listing stays private) so sandboxed functions can reach their files`,
-        );
-      }
-      traversable.add(dir);
-    }
-  }
-}
-
-const readable = new Map<string, number>();
-
-/**
- * Makes a function's files readable by its uid (`gid` is the uid's own group). Entries that are already
- * world-readable (the builder's usual 0755/0644) are left alone, so several functions may share an
- * artifact. Any other entry (a 0600 file, a mkdtemp folder) gets group `gid` with group read (and
- * search/execute where the owner has it) and no group write: the function can read its code but not
- * change it. Walked once per folder and driver, since artifacts are immutable once built.
- */
-export async function ensureReadable(dir: string, gid: number): Promise<void> {
-  if (readable.get(dir) === gid) return;
-  const visit = async (path: string): Promise<void> => {
-    const stats = await lstat(path);
-    if (stats.isSymbolicLink()) return;
-    const isDir = stats.isDirectory();
-    if (isDir) {
-      const entries = await readdir(path);
-      await Promise.all(entries.map((name) => visit(join(path, name))));
-    }
-    const needsExec = isDir || (stats.mode & 0o100) !== 0;
-    const worldReadable = (stats.mode & 0o004) !== 0 && (!needsExec || (stats.mode & 0o001) !== 0);
-    if (worldReadable) return;
-    await lchown(path, -1, gid);
-    await chmod(path, (stats.mode & 0o7777 & ~0o020) | 0o040 | (needsExec ? 0o010 : 0));
-  };
-  await visit(dir);
-  readable.set(dir, gid);
 }

@@ -1,0 +1,77 @@
+/**
+ * The command line and environment of one instance. The layers, outermost first:
+ *
+ *   /bin/sh -c 'enter cgroup; exec …'   (memory cgroup: joined before anything is allocated)
+ *   setpriv --reuid=U …                 (daemon is root: drop to the function's uid)
+ *   bwrap …                             (sandbox)
+ *   node --max-old-space-size=N /runtime/server.mjs
+ */
+import type { InstanceSpec } from "../driver.js";
+import { heapFlags, type InstanceCgroup } from "./memory.js";
+import type { SandboxPlan } from "./plans.js";
+import type { instancePaths } from "./rundir.js";
+import { bwrapArgs, dropPrivilegesArgs, SANDBOX_PATHS } from "./sandbox.js";
+import { commandLine, type RuntimeTemplate } from "./template.js";
+
+/** The environment every instance gets besides its function's env and the contract variables. */
+const BASE_ENV = { PATH: "/usr/local/bin:/usr/bin:/bin", HOME: "/tmp", NODE_ENV: "production" } as const;
+
+export interface Launch {
+  argv: string[];
+  env: Record<string, string>;
+  cwd: string;
+}
+
+export interface LaunchInput {
+  spec: InstanceSpec;
+  template: RuntimeTemplate;
+  sandbox: SandboxPlan;
+  paths: ReturnType<typeof instancePaths>;
+  /** The uid to drop to; undefined when the daemon is not root (the instance runs as the daemon's uid). */
+  uid: number | undefined;
+  cgroup: InstanceCgroup | undefined;
+}
+
+export function buildLaunch({ spec, template, sandbox, paths, uid, cgroup }: LaunchInput): Launch {
+  const sandboxed = sandbox.kind === "bwrap";
+  const limitBytes = spec.memoryMb * 1024 * 1024;
+  const interpreter = "interpreter" in template.program ? template.program.interpreter : undefined;
+  let argv = commandLine(
+    template,
+    sandboxed ? SANDBOX_PATHS.runtime : template.dir,
+    // Also under a cgroup: V8 should collect garbage before the hard limit, not be killed at it.
+    interpreter === undefined ? [] : heapFlags(interpreter.name, spec.memoryMb),
+  );
+  if (sandbox.kind === "bwrap") {
+    const mounts = {
+      templateDir: template.dir,
+      artifactDir: spec.artifactDir,
+      socketDir: paths.socketDir,
+      tmpBytes: limitBytes,
+      ...(interpreter?.prefix === undefined ? {} : { interpreterPrefix: interpreter.prefix }),
+    };
+    argv = [...bwrapArgs(sandbox.bwrap, mounts), ...argv];
+  }
+  if (uid !== undefined && sandbox.setpriv !== undefined)
+    argv = [...dropPrivilegesArgs(sandbox.setpriv, uid), ...argv];
+  if (cgroup !== undefined) argv = cgroup.wrap(argv);
+
+  const inside = sandboxed
+    ? { listen: `${SANDBOX_PATHS.run}/sock`, functionDir: SANDBOX_PATHS.function }
+    : { listen: paths.socketPath, functionDir: spec.artifactDir };
+  // Never the daemon's environment: it holds secrets, and e.g. NODE_EXTRA_CA_CERTS costs every start.
+  const env: Record<string, string> = {
+    ...BASE_ENV,
+    ...spec.env,
+    FUNCD_LISTEN: inside.listen,
+    FUNCD_FUNCTION_DIR: inside.functionDir,
+    FUNCD_HANDLER: spec.handler,
+    FUNCD_FUNCTION_NAME: spec.functionName,
+    FUNCD_REVISION: spec.revisionId,
+    FUNCD_RUNTIME: spec.runtime,
+    FUNCD_TIMEOUT_MS: String(spec.timeoutMs),
+    FUNCD_MEMORY_LIMIT_MB: String(spec.memoryMb),
+  };
+  // bwrap sets the working dir itself (--chdir); without it the function's folder is the working dir.
+  return { argv, env, cwd: sandboxed ? "/" : spec.artifactDir };
+}
