@@ -37,10 +37,14 @@ const ms = (v) => `${v.toFixed(1)} ms`;
 
 async function startDaemon() {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), "funcd-bench-"));
-  const child = spawn(process.execPath, [path.join(ROOT, "bin", "funcd.js"), "server", "--port", "0", "--data-dir", dataDir], {
-    env: cleanEnv({ FUNCD_LOG_LEVEL: "warn" }),
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+  const child = spawn(
+    process.execPath,
+    [path.join(ROOT, "bin", "funcd.js"), "server", "--port", "0", "--data-dir", dataDir],
+    {
+      env: cleanEnv({ FUNCD_LOG_LEVEL: "warn" }),
+      stdio: ["ignore", "pipe", "inherit"],
+    },
+  );
   let out = "";
   const url = await new Promise((resolve, reject) => {
     child.stdout.on("data", (d) => {
@@ -112,7 +116,10 @@ async function coldstart(runs = 20) {
   const daemon = await startDaemon();
   const cold = [];
   try {
-    await daemon.api("PUT", "/api/v1/functions/hello", { files: { "handler.js": HELLO }, scale: { idleTimeout: "200ms" } });
+    await daemon.api("PUT", "/api/v1/functions/hello", {
+      files: { "handler.js": HELLO },
+      scale: { idleTimeout: "200ms" },
+    });
     for (let i = 0; i < runs; i++) {
       // Wait until the fleet has scaled the function to zero, so the next request is a cold start.
       for (;;) {
@@ -133,7 +140,12 @@ async function coldstart(runs = 20) {
     title: "Cold start of a Node hello function (request at zero instances → first byte)",
     rows: [
       ["bare runtime: spawn until first answer (baseline)", ms(b.median), ms(b.p99), "1.00×"],
-      ["funcd process driver (bwrap sandbox + cgroup when available)", ms(c.median), ms(c.p99), `${(c.median / b.median).toFixed(2)}×`],
+      [
+        "funcd process driver (bwrap sandbox + cgroup when available)",
+        ms(c.median),
+        ms(c.p99),
+        `${(c.median / b.median).toFixed(2)}×`,
+      ],
     ],
     header: ["case", "median", "p99", "vs baseline"],
     raw: { bare, cold },
@@ -142,20 +154,30 @@ async function coldstart(runs = 20) {
 
 function wrk(url, connections, seconds) {
   const threads = Math.min(2, connections);
-  const run = spawnSync("wrk", ["-t", String(threads), "-c", String(connections), "-d", `${seconds}s`, "--latency", url], {
-    encoding: "utf8",
-  });
+  const run = spawnSync(
+    "wrk",
+    ["-t", String(threads), "-c", String(connections), "-d", `${seconds}s`, "--latency", url],
+    {
+      encoding: "utf8",
+    },
+  );
   if (run.error) throw run.error;
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(run.stdout)?.[1] ?? 0);
   const unit = (v, u) => Number(v) * (u === "us" ? 0.001 : u === "s" ? 1000 : 1);
   const p50 = /50%\s+([\d.]+)(us|ms|s)/.exec(run.stdout);
   const p99 = /99%\s+([\d.]+)(us|ms|s)/.exec(run.stdout);
   const errors = /Non-2xx or 3xx responses: (\d+)/.exec(run.stdout)?.[1] ?? "0";
-  return { rps, p50: p50 ? unit(p50[1], p50[2]) : Number.NaN, p99: p99 ? unit(p99[1], p99[2]) : Number.NaN, errors: Number(errors) };
+  return {
+    rps,
+    p50: p50 ? unit(p50[1], p50[2]) : Number.NaN,
+    p99: p99 ? unit(p99[1], p99[2]) : Number.NaN,
+    errors: Number(errors),
+  };
 }
 
 async function warm(seconds = 10) {
-  if (spawnSync("wrk", ["--version"]).error) throw new Error("wrk is not installed: run scripts/bench-deps.sh");
+  if (spawnSync("wrk", ["--version"]).error)
+    throw new Error("wrk is not installed: run scripts/bench-deps.sh");
   const dir = mkdtempSync(path.join(os.tmpdir(), "funcd-bench-fn-"));
   writeFileSync(path.join(dir, "handler.js"), HELLO);
   const { child } = await startBareRuntime(dir, 19290);
@@ -171,7 +193,13 @@ async function warm(seconds = 10) {
       wrk(`${daemon.url}/function/hello`, connections, 2);
       const gateway = wrk(`${daemon.url}/function/hello`, connections, seconds);
       raw[connections] = { direct, gateway };
-      rows.push([`${connections} conn: runtime direct (baseline)`, direct.rps.toFixed(0), `${direct.p50.toFixed(2)} ms`, `${direct.p99.toFixed(2)} ms`, "1.00×"]);
+      rows.push([
+        `${connections} conn: runtime direct (baseline)`,
+        direct.rps.toFixed(0),
+        `${direct.p50.toFixed(2)} ms`,
+        `${direct.p99.toFixed(2)} ms`,
+        "1.00×",
+      ]);
       rows.push([
         `${connections} conn: through the funcd gateway`,
         gateway.rps.toFixed(0),
@@ -219,5 +247,8 @@ for (const name of names) {
 const machine = `${os.cpus().length} cores (${os.cpus()[0]?.model ?? "?"}), ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
 const md = `# funcd benchmarks — ${new Date().toISOString()}\n\nMachine: ${machine}\n\n${sections.join("\n")}`;
 writeFileSync(path.join(RESULTS, `${stamp}-${names.join("-")}.md`), md);
-writeFileSync(path.join(RESULTS, `${stamp}-${names.join("-")}.json`), JSON.stringify({ machine, results: all }, null, 2));
+writeFileSync(
+  path.join(RESULTS, `${stamp}-${names.join("-")}.json`),
+  JSON.stringify({ machine, results: all }, null, 2),
+);
 process.stderr.write(`\nwritten to bench/results/${stamp}-${names.join("-")}.md\n`);

@@ -60,7 +60,9 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
   const logger = overrides.logger ?? createLogger(config.logLevel);
   const clock = overrides.clock ?? systemClock;
   const { token, tokenFile } = ensureToken(config);
-  const store = overrides.store ?? openSqliteStore(path.join(config.dataDir, "funcd.db"), { logsPerFunction: config.logsPerFunction });
+  const store =
+    overrides.store ??
+    openSqliteStore(path.join(config.dataDir, "funcd.db"), { logsPerFunction: config.logsPerFunction });
   const metrics = new DaemonMetrics();
   const logs = new LogHub(store.logs, clock);
   const recorder = new ExecutionRecorder(store.executions, clock);
@@ -76,7 +78,8 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
       sandbox: config.sandbox,
     });
   const removed = await driver.reconcile();
-  if (removed.removed > 0) logger.info({ removed: removed.removed }, "removed instances left by a previous run");
+  if (removed.removed > 0)
+    logger.info({ removed: removed.removed }, "removed instances left by a previous run");
 
   const fleet = new Fleet({
     driver,
@@ -167,7 +170,8 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
 /** One keep-alive pool per instance; unix socket or TCP. */
 function connectInstance(address: InstanceAddress, connections: number): Pool {
   const options = { connections, keepAliveTimeout: 60_000, keepAliveMaxTimeout: 600_000, pipelining: 1 };
-  if ("socketPath" in address) return new Pool("http://localhost", { ...options, socketPath: address.socketPath });
+  if ("socketPath" in address)
+    return new Pool("http://localhost", { ...options, socketPath: address.socketPath });
   return new Pool(`http://${address.host}:${address.port}`, options);
 }
 

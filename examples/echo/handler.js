@@ -4,7 +4,10 @@ module.exports = {
   main: (event, context) => {
     const { extensions, ...rest } = event;
     return {
-      event: { ...rest, data: Buffer.isBuffer(rest.data) ? { base64: rest.data.toString("base64") } : rest.data },
+      event: {
+        ...rest,
+        data: Buffer.isBuffer(rest.data) ? { base64: rest.data.toString("base64") } : rest.data,
+      },
       context: {
         functionName: context["function-name"],
         runtime: context.runtime,

@@ -28,9 +28,13 @@ export function toFuncdError(err: unknown): FuncdError {
   }
   if (err instanceof ZodError) {
     const errors = err.issues.map((i) => ({ path: i.path.join(".") || "(body)", message: i.message }));
-    return new FuncdError("VALIDATION_FAILED", `Invalid request: ${errors.map((e) => `${e.path}: ${e.message}`).join("; ")}`, {
-      extra: { errors },
-    });
+    return new FuncdError(
+      "VALIDATION_FAILED",
+      `Invalid request: ${errors.map((e) => `${e.path}: ${e.message}`).join("; ")}`,
+      {
+        extra: { errors },
+      },
+    );
   }
   const fastifyError = err as FastifyError;
   const mapped = fastifyError.code ? FASTIFY_CODES[fastifyError.code] : undefined;

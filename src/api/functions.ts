@@ -53,9 +53,21 @@ export function functionRoutes(deps: FunctionRoutesDeps) {
 
     app.post(
       "/api/v1/functions",
-      { schema: { tags, summary: "Create a function (deploys its first revision)", body: DeployRequestSchema } },
+      {
+        schema: {
+          tags,
+          summary: "Create a function (deploys its first revision)",
+          body: DeployRequestSchema,
+        },
+      },
       async (request, reply) =>
-        respondToDeploy(deps, request, reply, (onProgress) => deployer.deploy(request.body, { onProgress, mustCreate: true }), 201),
+        respondToDeploy(
+          deps,
+          request,
+          reply,
+          (onProgress) => deployer.deploy(request.body, { onProgress, mustCreate: true }),
+          201,
+        ),
     );
 
     app.get(
@@ -77,7 +89,10 @@ export function functionRoutes(deps: FunctionRoutesDeps) {
       async (request, reply) => {
         const { name } = request.params;
         if (request.body.name !== undefined && request.body.name !== name) {
-          throw new FuncdError("BAD_REQUEST", `The body names "${request.body.name}" but the URL names "${name}"`);
+          throw new FuncdError(
+            "BAD_REQUEST",
+            `The body names "${request.body.name}" but the URL names "${name}"`,
+          );
         }
         const existed = store.functions.get(name) !== undefined;
         return respondToDeploy(
@@ -101,16 +116,27 @@ export function functionRoutes(deps: FunctionRoutesDeps) {
       },
       async (request, reply) => {
         if (!Buffer.isBuffer(request.body)) {
-          throw new FuncdError("UNSUPPORTED_MEDIA_TYPE", "Send the code as a .tar.gz body with Content-Type: application/gzip");
+          throw new FuncdError(
+            "UNSUPPORTED_MEDIA_TYPE",
+            "Send the code as a .tar.gz body with Content-Type: application/gzip",
+          );
         }
         const body = request.body;
-        return respondToDeploy(deps, request, reply, (onProgress) => deployer.deployArchive(request.params.name, body, onProgress), 200);
+        return respondToDeploy(
+          deps,
+          request,
+          reply,
+          (onProgress) => deployer.deployArchive(request.params.name, body, onProgress),
+          200,
+        );
       },
     );
 
     app.delete(
       "/api/v1/functions/:name",
-      { schema: { tags, summary: "Delete a function, its revisions, logs and instances", params: NameParams } },
+      {
+        schema: { tags, summary: "Delete a function, its revisions, logs and instances", params: NameParams },
+      },
       async (request, reply) => {
         await deployer.remove(request.params.name);
         return reply.code(204).send();
@@ -158,7 +184,14 @@ export function functionRoutes(deps: FunctionRoutesDeps) {
 
     app.patch(
       "/api/v1/functions/:name",
-      { schema: { tags, summary: "Change routes, labels or annotations live", params: NameParams, body: SettingsBody } },
+      {
+        schema: {
+          tags,
+          summary: "Change routes, labels or annotations live",
+          params: NameParams,
+          body: SettingsBody,
+        },
+      },
       async (request) => {
         const current = requireFunction(store, request.params.name);
         const patch = Object.fromEntries(Object.entries(request.body).filter(([, v]) => v !== undefined));

@@ -54,7 +54,11 @@ export async function registerApi(app: FastifyInstance, deps: ApiDeps): Promise<
 
   await app.register(swagger, {
     openapi: {
-      info: { title: "funcd control API", version: deps.version, description: "Deploy, inspect and manage functions." },
+      info: {
+        title: "funcd control API",
+        version: deps.version,
+        description: "Deploy, inspect and manage functions.",
+      },
       components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
       security: [{ bearer: [] }],
     },
@@ -70,12 +74,17 @@ export async function registerApi(app: FastifyInstance, deps: ApiDeps): Promise<
     dashboard: "/ui/",
     invoke: "/function/<name>",
   }));
-  app.get("/healthz", { schema: { hide: true } }, async () => ({ status: "ok", functions: deps.store.functions.list().length }));
+  app.get("/healthz", { schema: { hide: true } }, async () => ({
+    status: "ok",
+    functions: deps.store.functions.list().length,
+  }));
   app.get("/metrics", { schema: { hide: true } }, async (_request, reply) =>
     reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics()),
   );
   app.get("/ui", { schema: { hide: true } }, async (_request, reply) => reply.redirect("/ui/"));
-  app.get("/ui/", { schema: { hide: true } }, async (_request, reply) => reply.type("text/html; charset=utf-8").send(dashboardPage()));
+  app.get("/ui/", { schema: { hide: true } }, async (_request, reply) =>
+    reply.type("text/html; charset=utf-8").send(dashboardPage()),
+  );
 
   await app.register(functionRoutes(deps));
 }

@@ -21,7 +21,9 @@ export function functionView(record: FunctionRecord, store: Store, fleet: Fleet)
     labels: spec.labels,
     annotations: spec.annotations,
     status: live?.status ?? (active ? "ready" : "no-revision"),
-    activeRevision: active ? { id: active.id, number: active.number, createdAt: new Date(active.createdAt).toISOString() } : null,
+    activeRevision: active
+      ? { id: active.id, number: active.number, createdAt: new Date(active.createdAt).toISOString() }
+      : null,
     url: `/function/${record.name}`,
     instances: (live?.instances ?? []).map((i) => ({ ...i, startedAt: new Date(i.startedAt).toISOString() })),
     waiting: live?.waiting ?? 0,

@@ -31,7 +31,8 @@ export class ArtifactCache {
     try {
       for (const file of files) {
         const data = this.#blobs.get(file.hash);
-        if (!data) throw new FuncdError("INTERNAL", `Blob ${file.hash} of ${file.path} is missing from the store`);
+        if (!data)
+          throw new FuncdError("INTERNAL", `Blob ${file.hash} of ${file.path} is missing from the store`);
         const target = path.join(tmp, file.path);
         await mkdir(path.dirname(target), { recursive: true, mode: 0o755 });
         await writeFile(target, data, { mode: file.mode & 0o755 });

@@ -1,8 +1,8 @@
-import { describe, expect, it } from "vitest";
-import { create } from "tar";
-import { mkdtempSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { create } from "tar";
+import { describe, expect, it } from "vitest";
 import { isFuncdError } from "../shared/errors.js";
 import { filesFromArchive, filesFromMap, safeRelativePath } from "./code.js";
 

@@ -40,7 +40,8 @@ export function filesFromMap(
   const out: CodeFile[] = [];
   let total = 0;
   for (const [raw, content] of Object.entries(files)) {
-    const data = typeof content === "string" ? Buffer.from(content, "utf8") : Buffer.from(content.base64, "base64");
+    const data =
+      typeof content === "string" ? Buffer.from(content, "utf8") : Buffer.from(content.base64, "base64");
     total += data.length;
     if (total > limits.maxBytes) tooLarge(limits.maxBytes);
     out.push({ path: safeRelativePath(raw), data, mode: 0o644 });
@@ -75,21 +76,32 @@ export async function filesFromArchive(archive: Buffer, limits: IntakeLimits): P
         if (rel === "" || entry.type === "Directory") return entry.resume();
         const safe = safeRelativePath(rel);
         if (entry.type === "SymbolicLink") {
-          const target = path.posix.normalize(path.posix.join(path.posix.dirname(safe), entry.linkpath ?? ""));
+          const target = path.posix.normalize(
+            path.posix.join(path.posix.dirname(safe), entry.linkpath ?? ""),
+          );
           if (path.posix.isAbsolute(entry.linkpath ?? "") || target.startsWith("../") || target === "..") {
-            throw new FuncdError("INVALID_ARCHIVE", `Link "${safe}" points outside the function folder (${entry.linkpath})`);
+            throw new FuncdError(
+              "INVALID_ARCHIVE",
+              `Link "${safe}" points outside the function folder (${entry.linkpath})`,
+            );
           }
           links.push({ path: safe, target });
           return entry.resume();
         }
         if (entry.type !== "File" && entry.type !== "OldFile" && entry.type !== "ContiguousFile") {
-          throw new FuncdError("INVALID_ARCHIVE", `Archive entry "${safe}" is a ${entry.type}; only files and folders are accepted`);
+          throw new FuncdError(
+            "INVALID_ARCHIVE",
+            `Archive entry "${safe}" is a ${entry.type}; only files and folders are accepted`,
+          );
         }
         const chunks: Buffer[] = [];
         entry.on("data", (chunk: Buffer) => {
           total += chunk.length;
           if (total > limits.maxBytes) {
-            failure ??= new FuncdError("PAYLOAD_TOO_LARGE", `The code unpacks to more than ${limits.maxBytes} bytes`);
+            failure ??= new FuncdError(
+              "PAYLOAD_TOO_LARGE",
+              `The code unpacks to more than ${limits.maxBytes} bytes`,
+            );
             return;
           }
           chunks.push(chunk);
@@ -103,13 +115,19 @@ export async function filesFromArchive(archive: Buffer, limits: IntakeLimits): P
       }
     });
     parser.on("end", resolve);
-    parser.on("error", (err: Error) => reject(new FuncdError("INVALID_ARCHIVE", `The code archive is not a valid .tar.gz: ${err.message}`)));
+    parser.on("error", (err: Error) =>
+      reject(new FuncdError("INVALID_ARCHIVE", `The code archive is not a valid .tar.gz: ${err.message}`)),
+    );
     parser.end(archive);
   });
   if (failure) throw failure;
   for (const link of links) {
     const target = files.get(link.target);
-    if (!target) throw new FuncdError("INVALID_ARCHIVE", `Link "${link.path}" points to "${link.target}", which is not a file in the archive`);
+    if (!target)
+      throw new FuncdError(
+        "INVALID_ARCHIVE",
+        `Link "${link.path}" points to "${link.target}", which is not a file in the archive`,
+      );
     files.set(link.path, { ...target, path: link.path });
   }
   return checkCount([...files.values()], limits);
@@ -122,7 +140,11 @@ function dedupe(files: CodeFile[]): CodeFile[] {
 
 function checkCount(files: CodeFile[], limits: IntakeLimits): CodeFile[] {
   const max = limits.maxFiles ?? 10_000;
-  if (files.length > max) throw new FuncdError("PAYLOAD_TOO_LARGE", `The code has ${files.length} files; at most ${max} are accepted`);
+  if (files.length > max)
+    throw new FuncdError(
+      "PAYLOAD_TOO_LARGE",
+      `The code has ${files.length} files; at most ${max} are accepted`,
+    );
   return files.sort((a, b) => (a.path < b.path ? -1 : 1));
 }
 

@@ -1,6 +1,6 @@
 import path from "node:path";
 import type { Command } from "commander";
-import { type App, createApp } from "../app.js";
+import type { App } from "../app.js";
 import { loadConfig } from "../config/config.js";
 import { DeployRequestSchema } from "../deploy/spec.js";
 import { FuncdError, messageOf } from "../shared/errors.js";
@@ -43,6 +43,8 @@ export function registerServer(program: Command): void {
         },
         ...(flags.config ? { file: flags.config } : {}),
       });
+      // Loaded here, not at the top: every other verb would otherwise pay for loading the whole daemon.
+      const { createApp } = await import("../app.js");
       const app = await createApp(config);
       const url = await app.listen();
       const print = (line = "") => process.stdout.write(`${line}\n`);
@@ -75,21 +77,34 @@ export function registerServer(program: Command): void {
     });
 }
 
-async function deployStack(app: App, file: string, url: string, print: (line?: string) => void): Promise<void> {
+async function deployStack(
+  app: App,
+  file: string,
+  url: string,
+  print: (line?: string) => void,
+): Promise<void> {
   const stack = await readStack(path.resolve(file));
   print(`Deploying ${stack.functions.length} function(s) from ${file}:`);
   for (const fn of stack.functions) {
     try {
       const packed = await packFolder(fn.dir);
-      const request = DeployRequestSchema.safeParse({ ...fn.spec, name: fn.name, archive: packed.archive.toString("base64") });
+      const request = DeployRequestSchema.safeParse({
+        ...fn.spec,
+        name: fn.name,
+        archive: packed.archive.toString("base64"),
+      });
       if (!request.success) {
         const problems = request.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
         throw new FuncdError("VALIDATION_FAILED", `${file}: function "${fn.name}": ${problems}`);
       }
       const result = await app.deployer.deploy(request.data);
       const routes = result.function.spec.routes.map((r) => `${url}${r}`);
-      const state = result.changed ? `revision #${result.revision.number}` : `unchanged (#${result.revision.number})`;
-      print(`  ✓ ${fn.name.padEnd(12)} ${url}/function/${fn.name}${routes.length ? `  ${routes.join(" ")}` : ""}  ${state}`);
+      const state = result.changed
+        ? `revision #${result.revision.number}`
+        : `unchanged (#${result.revision.number})`;
+      print(
+        `  ✓ ${fn.name.padEnd(12)} ${url}/function/${fn.name}${routes.length ? `  ${routes.join(" ")}` : ""}  ${state}`,
+      );
     } catch (err) {
       const detail = err instanceof FuncdError ? `${err.title}: ${err.message}` : messageOf(err);
       print(`  ✗ ${fn.name.padEnd(12)} ${detail}`);

@@ -17,7 +17,11 @@ describe("config", () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), "funcd-config-"));
     const file = path.join(dir, "funcd.config.yaml");
     writeFileSync(file, "port: 7000\nhost: 0.0.0.0\nlogLevel: debug\n");
-    const config = loadConfig({ file, env: { FUNCD_PORT: "7001", FUNCD_DATA_DIR: dir }, flags: { port: "7002" } });
+    const config = loadConfig({
+      file,
+      env: { FUNCD_PORT: "7001", FUNCD_DATA_DIR: dir },
+      flags: { port: "7002" },
+    });
     expect(config.port).toBe(7002);
     expect(config.host).toBe("0.0.0.0");
     expect(config.logLevel).toBe("debug");
@@ -25,9 +29,9 @@ describe("config", () => {
   });
 
   it("lists every problem at once with the variable to fix", () => {
-    expect(() => loadConfig({ env: { FUNCD_PORT: "http", FUNCD_SANDBOX: "chroot", FUNCD_DATA_DIR: "/tmp/x" } })).toThrow(
-      /port \(FUNCD_PORT\).*\n.*sandbox \(FUNCD_SANDBOX\)/s,
-    );
+    expect(() =>
+      loadConfig({ env: { FUNCD_PORT: "http", FUNCD_SANDBOX: "chroot", FUNCD_DATA_DIR: "/tmp/x" } }),
+    ).toThrow(/port \(FUNCD_PORT\).*\n.*sandbox \(FUNCD_SANDBOX\)/s);
   });
 
   it("names every setting's variable FUNCD_ plus the key in upper snake case", () => {

@@ -30,9 +30,17 @@ export const ConfigSchema = z.object({
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   templatesDir: z.string().default(path.join(PACKAGE_ROOT, "templates")),
   /** Largest invocation request body, in bytes (413 above). */
-  maxBodyBytes: z.coerce.number().int().positive().default(6 * MiB),
+  maxBodyBytes: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(6 * MiB),
   /** Largest code upload (archive or files), in bytes. */
-  maxCodeBytes: z.coerce.number().int().positive().default(50 * MiB),
+  maxCodeBytes: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(50 * MiB),
   /** Largest memory a function may ask for, in MiB. */
   maxMemoryMb: z.coerce.number().int().min(32).default(4096),
   /** How long a request may wait for an instance to become ready before a 503. */
@@ -76,7 +84,9 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   }
   const parsed = ConfigSchema.safeParse(merged);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"} (${envName(String(i.path[0] ?? ""))}): ${i.message}`);
+    const problems = parsed.error.issues.map(
+      (i) => `${i.path.join(".") || "(root)"} (${envName(String(i.path[0] ?? ""))}): ${i.message}`,
+    );
     throw new FuncdError("CONFIG_INVALID", `Invalid configuration:\n  ${problems.join("\n  ")}`, {
       extra: { errors: problems },
     });

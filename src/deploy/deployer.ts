@@ -33,7 +33,13 @@ export interface DeployerOptions {
 
 /** Spec fields that change what runs inside an instance; the rest (routes, scale, labels) apply live. */
 function instanceSpec(spec: FunctionSpec) {
-  return { runtime: spec.runtime, handler: spec.handler, env: spec.env, memory: spec.memory, timeout: spec.timeout };
+  return {
+    runtime: spec.runtime,
+    handler: spec.handler,
+    env: spec.env,
+    memory: spec.memory,
+    timeout: spec.timeout,
+  };
 }
 
 /**
@@ -68,8 +74,13 @@ export class Deployer {
     }
   }
 
-  deploy(request: DeployRequest, options: { onProgress?: Progress; mustCreate?: boolean } = {}): Promise<DeployResult> {
-    return this.#serialized(request.name, () => this.#deploy(request, options.onProgress ?? (() => {}), options.mustCreate));
+  deploy(
+    request: DeployRequest,
+    options: { onProgress?: Progress; mustCreate?: boolean } = {},
+  ): Promise<DeployResult> {
+    return this.#serialized(request.name, () =>
+      this.#deploy(request, options.onProgress ?? (() => {}), options.mustCreate),
+    );
   }
 
   rollback(name: string, to?: string): Promise<DeployResult> {
@@ -77,11 +88,21 @@ export class Deployer {
   }
 
   /** Applies routes/scale/label changes that need no new revision. */
-  updateSettings(name: string, patch: Partial<Pick<FunctionSpec, "scale" | "routes" | "labels" | "annotations">>): FunctionRecord {
+  updateSettings(
+    name: string,
+    patch: Partial<Pick<FunctionSpec, "scale" | "routes" | "labels" | "annotations">>,
+  ): FunctionRecord {
     const current = this.#require(name);
-    const spec: FunctionSpec = { ...current.spec, ...patch, scale: { ...current.spec.scale, ...patch.scale } };
+    const spec: FunctionSpec = {
+      ...current.spec,
+      ...patch,
+      scale: { ...current.spec.scale, ...patch.scale },
+    };
     if (spec.scale.min > spec.scale.max) {
-      throw new FuncdError("BAD_REQUEST", `scale.min (${spec.scale.min}) is larger than scale.max (${spec.scale.max})`);
+      throw new FuncdError(
+        "BAD_REQUEST",
+        `scale.min (${spec.scale.min}) is larger than scale.max (${spec.scale.max})`,
+      );
     }
     this.#checkRoutes(name, spec.routes);
     const record = { ...current, spec, updatedAt: this.#o.clock.now() };
@@ -134,14 +155,23 @@ export class Deployer {
     const name = spec.name;
     const existing = this.#o.store.functions.get(name);
     if (mustCreate && existing) {
-      throw new FuncdError("FUNCTION_EXISTS", `Function "${name}" already exists; use PUT /api/v1/functions/${name} to update it`);
+      throw new FuncdError(
+        "FUNCTION_EXISTS",
+        `Function "${name}" already exists; use PUT /api/v1/functions/${name} to update it`,
+      );
     }
     const template = this.#o.runtimes.get(spec.runtime);
     if (spec.memory > this.#o.maxMemoryMb) {
-      throw new FuncdError("BAD_REQUEST", `Function "${name}" asks for ${spec.memory} MiB; this daemon allows at most ${this.#o.maxMemoryMb} MiB`);
+      throw new FuncdError(
+        "BAD_REQUEST",
+        `Function "${name}" asks for ${spec.memory} MiB; this daemon allows at most ${this.#o.maxMemoryMb} MiB`,
+      );
     }
     if (spec.scale.min > spec.scale.max) {
-      throw new FuncdError("BAD_REQUEST", `scale.min (${spec.scale.min}) is larger than scale.max (${spec.scale.max})`);
+      throw new FuncdError(
+        "BAD_REQUEST",
+        `scale.min (${spec.scale.min}) is larger than scale.max (${spec.scale.max})`,
+      );
     }
     this.#checkRoutes(name, spec.routes);
 
@@ -149,15 +179,31 @@ export class Deployer {
     let manifest: ManifestEntry[];
     if (files !== undefined || archive !== undefined) {
       const code = await this.#intake(files, archive);
-      checkHandlerFile(spec, code.map((f) => f.path), template.extensions);
+      checkHandlerFile(
+        spec,
+        code.map((f) => f.path),
+        template.extensions,
+      );
       manifest = this.#o.store.transaction(() =>
-        code.map((f) => ({ path: f.path, hash: this.#o.store.blobs.put(f.data), size: f.data.length, mode: f.mode })),
+        code.map((f) => ({
+          path: f.path,
+          hash: this.#o.store.blobs.put(f.data),
+          size: f.data.length,
+          mode: f.mode,
+        })),
       );
     } else {
-      const active = existing?.activeRevision ? this.#o.store.revisions.get(existing.activeRevision) : undefined;
-      if (!active) throw new FuncdError("BAD_REQUEST", `Deploying "${name}" needs code: send "files" or "archive"`);
+      const active = existing?.activeRevision
+        ? this.#o.store.revisions.get(existing.activeRevision)
+        : undefined;
+      if (!active)
+        throw new FuncdError("BAD_REQUEST", `Deploying "${name}" needs code: send "files" or "archive"`);
       manifest = active.files;
-      checkHandlerFile(spec, manifest.map((f) => f.path), template.extensions);
+      checkHandlerFile(
+        spec,
+        manifest.map((f) => f.path),
+        template.extensions,
+      );
     }
 
     const id = revisionId(name, spec, manifest);
@@ -191,15 +237,27 @@ export class Deployer {
     const revisions = this.#o.store.revisions.listFor(name);
     let target: RevisionRecord | undefined;
     if (to) {
-      target = revisions.find((r) => r.id === to || r.id.startsWith(to) || String(r.number) === to.replace(/^#/, ""));
+      target = revisions.find(
+        (r) => r.id === to || r.id.startsWith(to) || String(r.number) === to.replace(/^#/, ""),
+      );
       if (!target) throw new FuncdError("REVISION_NOT_FOUND", `Function "${name}" has no revision "${to}"`);
       if (target.status !== "ready") {
-        throw new FuncdError("BAD_REQUEST", `Revision #${target.number} of "${name}" failed to deploy; it cannot serve`);
+        throw new FuncdError(
+          "BAD_REQUEST",
+          `Revision #${target.number} of "${name}" failed to deploy; it cannot serve`,
+        );
       }
     } else {
       const active = revisions.find((r) => r.id === current.activeRevision);
-      target = revisions.find((r) => r.status === "ready" && r.id !== current.activeRevision && (!active || r.number < active.number));
-      if (!target) throw new FuncdError("REVISION_NOT_FOUND", `Function "${name}" has no earlier ready revision to roll back to`);
+      target = revisions.find(
+        (r) =>
+          r.status === "ready" && r.id !== current.activeRevision && (!active || r.number < active.number),
+      );
+      if (!target)
+        throw new FuncdError(
+          "REVISION_NOT_FOUND",
+          `Function "${name}" has no earlier ready revision to roll back to`,
+        );
     }
     if (target.id === current.activeRevision) {
       return { function: current, revision: target, changed: false };
@@ -210,7 +268,12 @@ export class Deployer {
   }
 
   /** Starts one instance of the revision; a failure is recorded on the revision and thrown. */
-  async #prove(revision: RevisionRecord, spec: FunctionSpec, progress: Progress, keepFailure: boolean): Promise<LiveInstance> {
+  async #prove(
+    revision: RevisionRecord,
+    spec: FunctionSpec,
+    progress: Progress,
+    keepFailure: boolean,
+  ): Promise<LiveInstance> {
     try {
       progress(`preparing revision #${revision.number}`);
       const servable = await this.#servable(revision);
@@ -218,16 +281,22 @@ export class Deployer {
       return await this.#o.fleet.prepare(revision.functionName, spec, servable);
     } catch (err) {
       const error =
-        err instanceof FuncdError ? err : new FuncdError("DEPLOY_FAILED", `Deploying "${revision.functionName}" failed: ${messageOf(err)}`);
+        err instanceof FuncdError
+          ? err
+          : new FuncdError("DEPLOY_FAILED", `Deploying "${revision.functionName}" failed: ${messageOf(err)}`);
       if (keepFailure) {
         this.#o.store.revisions.put({ ...revision, status: "failed", error: error.message });
       }
       await this.#o.artifacts.remove(revision.id).catch(() => undefined);
       const previous = keepFailure ? " The previous revision keeps serving." : "";
-      throw new FuncdError(error.code, `Cannot deploy "${revision.functionName}" (revision #${revision.number}): ${error.message}${previous}`, {
-        cause: err,
-        extra: { revision: revision.id, ...error.extra },
-      });
+      throw new FuncdError(
+        error.code,
+        `Cannot deploy "${revision.functionName}" (revision #${revision.number}): ${error.message}${previous}`,
+        {
+          cause: err,
+          extra: { revision: revision.id, ...error.extra },
+        },
+      );
     }
   }
 
@@ -277,7 +346,10 @@ export class Deployer {
     if (archive !== undefined) {
       const bytes = Buffer.from(archive, "base64");
       if (bytes.length > this.#o.maxCodeBytes) {
-        throw new FuncdError("PAYLOAD_TOO_LARGE", `The code archive is ${bytes.length} bytes; the limit is ${this.#o.maxCodeBytes}`);
+        throw new FuncdError(
+          "PAYLOAD_TOO_LARGE",
+          `The code archive is ${bytes.length} bytes; the limit is ${this.#o.maxCodeBytes}`,
+        );
       }
       const fromArchive = await filesFromArchive(bytes, limits);
       return files ? mergeFiles(fromArchive, filesFromMap(files, limits)) : fromArchive;
@@ -305,7 +377,9 @@ export class Deployer {
   }
 
   #rebuildRoutes(): void {
-    this.#o.routes.rebuild(this.#o.store.functions.list().map((f) => ({ name: f.name, routes: f.spec.routes })));
+    this.#o.routes.rebuild(
+      this.#o.store.functions.list().map((f) => ({ name: f.name, routes: f.spec.routes })),
+    );
   }
 }
 

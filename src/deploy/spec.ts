@@ -5,7 +5,14 @@ import { parseDuration } from "../shared/duration.js";
 export const FUNCTION_NAME = /^[a-z][a-z0-9-]{0,62}$/;
 
 /** Path prefixes the daemon keeps for itself; custom routes may not claim them. */
-export const RESERVED_PREFIXES = ["/function", "/async-function", "/api", "/healthz", "/metrics", "/ui"] as const;
+export const RESERVED_PREFIXES = [
+  "/function",
+  "/async-function",
+  "/api",
+  "/healthz",
+  "/metrics",
+  "/ui",
+] as const;
 
 const duration = (fallbackMs: number, maxMs: number) =>
   z
@@ -30,7 +37,10 @@ export const RouteSchema = z
   .transform((r) => (r.length > 1 ? r.replace(/\/+$/, "") : r))
   .superRefine((r, ctx) => {
     if (r === "/" || RESERVED_PREFIXES.some((p) => r === p || r.startsWith(`${p}/`))) {
-      ctx.addIssue({ code: "custom", message: `route "${r}" is reserved for funcd (${RESERVED_PREFIXES.join(", ")} and /)` });
+      ctx.addIssue({
+        code: "custom",
+        message: `route "${r}" is reserved for funcd (${RESERVED_PREFIXES.join(", ")} and /)`,
+      });
     }
   });
 
@@ -39,7 +49,9 @@ export const RouteSchema = z
  * code: code travels next to it (files or an archive) and is stored by hash.
  */
 export const FunctionSpecSchema = z.object({
-  name: z.string().regex(FUNCTION_NAME, "names are lower-case letters, digits and '-', starting with a letter"),
+  name: z
+    .string()
+    .regex(FUNCTION_NAME, "names are lower-case letters, digits and '-', starting with a letter"),
   runtime: z.string().min(1).default("nodejs20"),
   handler: z
     .string()

@@ -4,8 +4,8 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { errors as undiciErrors } from "undici";
-import type { DaemonMetrics } from "../observability/metrics.js";
 import type { ExecutionRecorder } from "../observability/executions.js";
+import type { DaemonMetrics } from "../observability/metrics.js";
 import type { Fleet, Lease } from "../scaler/fleet.js";
 import type { Clock } from "../shared/clock.js";
 import { FuncdError, messageOf } from "../shared/errors.js";
@@ -118,7 +118,9 @@ export class Gateway {
     if (!upstream) {
       lease.release();
       this.#finish(req, res, name, started, requestId, lease, false, {
-        error: new FuncdError("FUNCTION_UNAVAILABLE", `Instance ${instance.id} has no connection`, { retryAfter: 1 }),
+        error: new FuncdError("FUNCTION_UNAVAILABLE", `Instance ${instance.id} has no connection`, {
+          retryAfter: 1,
+        }),
       });
       return;
     }
@@ -171,7 +173,9 @@ export class Gateway {
         recycled: outcome.recycle === true,
       });
     } catch (err) {
-      const error = overLimit ? tooLarge(requestBytes, limit) : this.#upstreamError(err, name, instance.id, timeoutMs);
+      const error = overLimit
+        ? tooLarge(requestBytes, limit)
+        : this.#upstreamError(err, name, instance.id, timeoutMs);
       if (error.code === "GATEWAY_TIMEOUT") outcome = { kill: true };
       else if (error.code === "FUNCTION_CRASHED") outcome = { broken: true };
       lease.release(outcome);
@@ -206,16 +210,25 @@ export class Gateway {
     requestId: string,
     lease: Lease | null,
     ok: boolean,
-    detail: { status?: number; error?: unknown; requestBytes?: number; responseBytes?: number; recycled?: boolean },
+    detail: {
+      status?: number;
+      error?: unknown;
+      requestBytes?: number;
+      responseBytes?: number;
+      recycled?: boolean;
+    },
   ): void {
     let status = detail.status ?? 500;
     let errorText: string | null = null;
     if (!ok) {
       const error =
-        detail.error instanceof FuncdError ? detail.error : new FuncdError("INTERNAL", messageOf(detail.error));
+        detail.error instanceof FuncdError
+          ? detail.error
+          : new FuncdError("INTERNAL", messageOf(detail.error));
       status = error.status;
       errorText = error.message;
-      if (error.code === "INTERNAL") this.#o.logger.error({ err: detail.error, function: name }, "gateway failure");
+      if (error.code === "INTERNAL")
+        this.#o.logger.error({ err: detail.error, function: name }, "gateway failure");
       if (!res.headersSent) sendProblem(res, error, req.url);
       else res.destroy();
     }
@@ -251,7 +264,10 @@ function outcomeOf(status: number, error: unknown): ExecutionOutcome {
 }
 
 function tooLarge(size: number, limit: number): FuncdError {
-  return new FuncdError("PAYLOAD_TOO_LARGE", `The request body (${size} bytes or more) exceeds the ${limit}-byte limit`);
+  return new FuncdError(
+    "PAYLOAD_TOO_LARGE",
+    `The request body (${size} bytes or more) exceeds the ${limit}-byte limit`,
+  );
 }
 
 function header(value: string | string[] | undefined): string | undefined {
@@ -273,11 +289,16 @@ function forwardHeaders(
   out["x-funcd-invoke"] = "1";
   out["x-forwarded-prefix"] = prefix;
   if (incoming.host) out["x-forwarded-host"] = incoming.host;
-  if (remote) out["x-forwarded-for"] = incoming["x-forwarded-for"] ? `${incoming["x-forwarded-for"]}, ${remote}` : remote;
+  if (remote)
+    out["x-forwarded-for"] = incoming["x-forwarded-for"]
+      ? `${incoming["x-forwarded-for"]}, ${remote}`
+      : remote;
   return out;
 }
 
-function responseHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
+function responseHeaders(
+  headers: Record<string, string | string[] | undefined>,
+): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   for (const [key, value] of Object.entries(headers)) {
     if (value === undefined || HOP_BY_HOP.has(key) || key === "x-funcd-recycle") continue;

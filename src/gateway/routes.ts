@@ -29,7 +29,10 @@ export class RouteTable {
       for (const route of fn.routes) {
         const owner = custom.get(route);
         if (owner && owner !== fn.name) {
-          throw new FuncdError("ROUTE_CONFLICT", `Route "${route}" is claimed by both "${owner}" and "${fn.name}"`);
+          throw new FuncdError(
+            "ROUTE_CONFLICT",
+            `Route "${route}" is claimed by both "${owner}" and "${fn.name}"`,
+          );
         }
         custom.set(route, fn.name);
         maxDepth = Math.max(maxDepth, depth(route));
@@ -66,7 +69,11 @@ export class RouteTable {
       const owner = this.#custom.get(candidate);
       if (owner) {
         const subPath = pathname.slice(candidate.length) || "/";
-        return { functionName: owner, subPath: subPath.startsWith("/") ? subPath : `/${subPath}`, prefix: candidate };
+        return {
+          functionName: owner,
+          subPath: subPath.startsWith("/") ? subPath : `/${subPath}`,
+          prefix: candidate,
+        };
       }
       candidate = candidate.slice(0, candidate.lastIndexOf("/"));
     }

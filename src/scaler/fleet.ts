@@ -223,7 +223,9 @@ export class Fleet {
     const unit = this.#units.get(name);
     if (!unit) throw new FuncdError("FUNCTION_NOT_FOUND", `No function named "${name}"`);
     if (!unit.revision) {
-      throw new FuncdError("FUNCTION_UNAVAILABLE", `Function "${name}" has no ready revision yet`, { retryAfter: 1 });
+      throw new FuncdError("FUNCTION_UNAVAILABLE", `Function "${name}" has no ready revision yet`, {
+        retryAfter: 1,
+      });
     }
     const free = this.#pickReady(unit);
     if (free) return this.#lease(unit, free, false);
@@ -307,9 +309,18 @@ export class Fleet {
       let keep = serving.length;
       for (const instance of serving) {
         if (keep <= unit.spec.scale.min) break;
-        if (instance.state === "ready" && instance.inFlight === 0 && now - instance.lastUsedAt >= unit.spec.scale.idleTimeout) {
+        if (
+          instance.state === "ready" &&
+          instance.inFlight === 0 &&
+          now - instance.lastUsedAt >= unit.spec.scale.idleTimeout
+        ) {
           keep--;
-          this.#o.systemLog(unit.name, instance.revisionId, instance.id, "instance idle, stopping (scale down)");
+          this.#o.systemLog(
+            unit.name,
+            instance.revisionId,
+            instance.id,
+            "instance idle, stopping (scale down)",
+          );
           void this.#stop(instance, 5000);
         }
       }
@@ -375,7 +386,10 @@ export class Fleet {
     instance.state = "ready";
     instance.readyAt = this.#o.clock.now();
     instance.lastUsedAt = instance.readyAt;
-    this.#o.metrics.coldStartDuration.observe({ function: instance.functionName }, (instance.readyAt - started) / 1000);
+    this.#o.metrics.coldStartDuration.observe(
+      { function: instance.functionName },
+      (instance.readyAt - started) / 1000,
+    );
     this.#o.systemLog(
       instance.functionName,
       revision.id,
@@ -388,7 +402,12 @@ export class Fleet {
     const limit = defaultConcurrency(unit.spec);
     let best: LiveInstance | undefined;
     for (const instance of unit.instances.values()) {
-      if (instance.state !== "ready" || instance.revisionId !== unit.revision?.id || instance.inFlight >= limit) continue;
+      if (
+        instance.state !== "ready" ||
+        instance.revisionId !== unit.revision?.id ||
+        instance.inFlight >= limit
+      )
+        continue;
       if (!best || instance.inFlight < best.inFlight) best = instance;
     }
     return best;
@@ -408,7 +427,12 @@ export class Fleet {
         instance.inFlight--;
         instance.lastUsedAt = this.#o.clock.now();
         if (outcome.kill) {
-          this.#o.systemLog(unit.name, instance.revisionId, instance.id, "instance did not answer in time, killing it");
+          this.#o.systemLog(
+            unit.name,
+            instance.revisionId,
+            instance.id,
+            "instance did not answer in time, killing it",
+          );
           void this.#stop(instance, 0);
         } else if (outcome.broken && instance.state !== "draining") {
           // Its process is most likely gone and the driver's exit event (with the real reason: crashed,
@@ -418,7 +442,12 @@ export class Fleet {
             if (this.#byInstance.has(instance.id)) void this.#stop(instance, 0);
           }, 2000);
         } else if (outcome.recycle && instance.state === "ready") {
-          this.#o.systemLog(unit.name, instance.revisionId, instance.id, "handler timed out, recycling the instance");
+          this.#o.systemLog(
+            unit.name,
+            instance.revisionId,
+            instance.id,
+            "handler timed out, recycling the instance",
+          );
           this.#drain(instance);
         } else if (instance.state === "draining" && instance.inFlight === 0) {
           void this.#stop(instance, 5000);
@@ -455,7 +484,9 @@ export class Fleet {
       return;
     }
     const limit = defaultConcurrency(unit.spec);
-    const current = [...unit.instances.values()].filter((i) => i.revisionId === revision.id && i.state !== "draining");
+    const current = [...unit.instances.values()].filter(
+      (i) => i.revisionId === revision.id && i.state !== "draining",
+    );
     const starting = current.filter((i) => i.state === "starting").length;
     const needed = Math.ceil(unit.waiters.length / limit) - starting;
     const room = unit.spec.scale.max - current.length;
@@ -465,7 +496,9 @@ export class Fleet {
   #ensureMin(unit: Unit): void {
     const revision = unit.revision;
     if (!revision || this.#disposed) return;
-    const current = [...unit.instances.values()].filter((i) => i.revisionId === revision.id && i.state !== "draining");
+    const current = [...unit.instances.values()].filter(
+      (i) => i.revisionId === revision.id && i.state !== "draining",
+    );
     for (let n = current.length; n < unit.spec.scale.min; n++) this.#launch(unit, revision, false);
   }
 
@@ -487,9 +520,13 @@ export class Fleet {
       (err: unknown) => {
         unit.instances.delete(instance.id);
         this.#byInstance.delete(instance.id);
-        const error = err instanceof FuncdError ? err : new FuncdError("FUNCTION_UNAVAILABLE", messageOf(err));
+        const error =
+          err instanceof FuncdError ? err : new FuncdError("FUNCTION_UNAVAILABLE", messageOf(err));
         unit.lastStartError = error;
-        this.#o.logger.warn({ function: unit.name, instance: instance.id, err: error.message }, "instance failed to start");
+        this.#o.logger.warn(
+          { function: unit.name, instance: instance.id, err: error.message },
+          "instance failed to start",
+        );
         this.#o.systemLog(unit.name, revision.id, instance.id, `instance failed to start: ${error.message}`);
         this.#recordCrash(unit, {
           instanceId: instance.id,
@@ -519,7 +556,10 @@ export class Fleet {
     const delay = this.#backoff(unit.consecutiveCrashes);
     unit.backoffUntil = this.#o.clock.now() + delay;
     if (unit.consecutiveCrashes >= FAILING_AFTER_CRASHES) {
-      this.#o.logger.error({ function: unit.name, crashes: unit.consecutiveCrashes }, "function is crash-looping");
+      this.#o.logger.error(
+        { function: unit.name, crashes: unit.consecutiveCrashes },
+        "function is crash-looping",
+      );
       for (const waiter of unit.waiters.splice(0)) waiter.reject(this.#failingError(unit));
     }
     const wanted = unit.waiters.length > 0 || this.#servingCount(unit) < unit.spec.scale.min;
@@ -527,8 +567,9 @@ export class Fleet {
   }
 
   #servingCount(unit: Unit): number {
-    return [...unit.instances.values()].filter((i) => i.revisionId === unit.revision?.id && i.state !== "draining")
-      .length;
+    return [...unit.instances.values()].filter(
+      (i) => i.revisionId === unit.revision?.id && i.state !== "draining",
+    ).length;
   }
 
   #failingError(unit: Unit): FuncdError {
@@ -577,7 +618,10 @@ export class Fleet {
     this.#o.metrics.instanceExits.inc({ function: event.functionName, reason: event.exit.reason });
     const how = `${event.exit.reason}${event.exit.code === null ? "" : ` (exit code ${event.exit.code})`}${event.exit.signal ? ` (signal ${event.exit.signal})` : ""}`;
     this.#o.systemLog(event.functionName, instance.revisionId, instance.id, `instance exited: ${how}`);
-    this.#o.logger.warn({ function: event.functionName, instance: instance.id, reason: event.exit.reason }, "instance exited");
+    this.#o.logger.warn(
+      { function: event.functionName, instance: instance.id, reason: event.exit.reason },
+      "instance exited",
+    );
     // Crashes of an old revision's draining instances say nothing about the revision that serves now.
     if (!unit || instance.revisionId !== unit.revision?.id) return;
     this.#recordCrash(unit, { ...event.exit, instanceId: instance.id, at: this.#o.clock.now() });

@@ -6,7 +6,11 @@ import { codeFromProblemType, ERRORS, type ErrorCode, FuncdError, problemType } 
 describe("error registry", () => {
   it("docs/errors.md lists exactly the registry's codes with their status and title", () => {
     const doc = readFileSync(path.join(import.meta.dirname, "..", "..", "docs", "errors.md"), "utf8");
-    const rows = [...doc.matchAll(/^\| `([A-Z_]+)` \| (\d+) \| ([^|]+) \|/gm)].map((m) => [m[1], Number(m[2]), m[3]?.trim()]);
+    const rows = [...doc.matchAll(/^\|\s*`([A-Z_]+)`\s*\|\s*(\d+)\s*\|\s*([^|]+?)\s*\|/gm)].map((m) => [
+      m[1],
+      Number(m[2]),
+      m[3],
+    ]);
     const registry = Object.entries(ERRORS).map(([code, e]) => [code, e.status, e.title]);
     expect(rows).toEqual(registry);
   });
@@ -19,7 +23,9 @@ describe("error registry", () => {
   });
 
   it("an error renders as a problem document with its extra members", () => {
-    const err = new FuncdError("ROUTE_CONFLICT", 'Route "/sum" already belongs to function "sum"', { extra: { owner: "sum" } });
+    const err = new FuncdError("ROUTE_CONFLICT", 'Route "/sum" already belongs to function "sum"', {
+      extra: { owner: "sum" },
+    });
     expect(err.toProblem("/api/v1/functions/x")).toEqual({
       type: "https://funcd.dev/errors#route-conflict",
       title: "Route already taken",

@@ -28,7 +28,8 @@ function fnDir(name: string, files: Record<string, string>): string {
 describe("funcd CLI against a running daemon", () => {
   it("deploys a folder, lists, describes, invokes, shows logs and deletes it", async () => {
     const dir = fnDir("greeter", {
-      "handler.js": "module.exports = { main: (e) => { console.log('greeting', e.data && e.data.name); return { hi: e.data && e.data.name }; } };",
+      "handler.js":
+        "module.exports = { main: (e) => { console.log('greeting', e.data && e.data.name); return { hi: e.data && e.data.name }; } };",
       "package.json": '{"name":"greeter","type":"commonjs"}',
     });
     const deployed = await daemon.cli(["deploy", dir, "--route", "/greet"]);
@@ -43,7 +44,9 @@ describe("funcd CLI against a running daemon", () => {
     expect(invoked.code).toBe(0);
     expect(JSON.parse(invoked.stdout)).toEqual({ hi: "Ada" });
 
-    const routed = await daemon.call("POST", "/greet", '{"name":"Bo"}', { "content-type": "application/json" });
+    const routed = await daemon.call("POST", "/greet", '{"name":"Bo"}', {
+      "content-type": "application/json",
+    });
     expect(routed.text).toBe('{"hi":"Bo"}');
 
     const described = await daemon.cli(["describe", "greeter"]);
@@ -91,7 +94,10 @@ describe("funcd CLI against a running daemon", () => {
     expect((await daemon.call("GET", "/function/one")).text).toBe("one-v1");
     expect((await daemon.call("GET", "/two")).text).toBe("two");
 
-    writeFileSync(path.join(work, "stack", "one", "handler.js"), "module.exports = { main: () => 'one-v2' };");
+    writeFileSync(
+      path.join(work, "stack", "one", "handler.js"),
+      "module.exports = { main: () => 'one-v2' };",
+    );
     expect((await daemon.cli(["up", "-f", path.join(work, "stack", "funcd.yaml")])).code).toBe(0);
     expect((await daemon.call("GET", "/function/one")).text).toBe("one-v2");
 
@@ -105,7 +111,9 @@ describe("funcd CLI against a running daemon", () => {
     expect(made.code).toBe(0);
     expect(readFileSync(path.join(work, "fresh", "package.json"), "utf8")).toContain('"fresh"');
     expect((await daemon.cli(["deploy", path.join(work, "fresh")])).code).toBe(0);
-    const res = await daemon.call("POST", "/function/fresh", '{"name":"Ada"}', { "content-type": "application/json" });
+    const res = await daemon.call("POST", "/function/fresh", '{"name":"Ada"}', {
+      "content-type": "application/json",
+    });
     expect(res.status).toBe(200);
   });
 

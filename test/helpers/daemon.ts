@@ -11,7 +11,14 @@ const BIN = path.join(ROOT, "bin", "funcd.js");
 export function cleanEnv(extra: Record<string, string> = {}): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) {
-    if (v === undefined || k.startsWith("FUNCD_") || k === "NODE_EXTRA_CA_CERTS" || k.startsWith("VITEST") || k === "NODE_OPTIONS") continue;
+    if (
+      v === undefined ||
+      k.startsWith("FUNCD_") ||
+      k === "NODE_EXTRA_CA_CERTS" ||
+      k.startsWith("VITEST") ||
+      k === "NODE_OPTIONS"
+    )
+      continue;
     env[k] = v;
   }
   return { ...env, ...extra };
@@ -25,9 +32,17 @@ export interface Daemon {
   /** Calls the control API with the token. */
   api(method: string, apiPath: string, body?: unknown, headers?: Record<string, string>): Promise<Reply>;
   /** Calls an invocation path (no token). */
-  call(method: string, urlPath: string, body?: string | Buffer, headers?: Record<string, string>): Promise<Reply>;
+  call(
+    method: string,
+    urlPath: string,
+    body?: string | Buffer,
+    headers?: Record<string, string>,
+  ): Promise<Reply>;
   /** Runs the funcd CLI against this daemon. */
-  cli(args: string[], options?: { cwd?: string; input?: string }): Promise<{ code: number; stdout: string; stderr: string }>;
+  cli(
+    args: string[],
+    options?: { cwd?: string; input?: string },
+  ): Promise<{ code: number; stdout: string; stderr: string }>;
   stop(signal?: NodeJS.Signals): Promise<number | null>;
   process: ChildProcess;
 }
@@ -48,11 +63,15 @@ export interface StartOptions {
 /** Starts `funcd server` as a real child process on a free loopback port with its own data dir. */
 export async function startDaemon(options: StartOptions = {}): Promise<Daemon> {
   const dataDir = options.dataDir ?? mkdtempSync(path.join(os.tmpdir(), "funcd-it-"));
-  const child = spawn(process.execPath, [BIN, "server", "--port", "0", "--data-dir", dataDir, ...(options.args ?? [])], {
-    cwd: ROOT,
-    env: cleanEnv({ FUNCD_LOG_LEVEL: "warn", ...options.env }),
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child = spawn(
+    process.execPath,
+    [BIN, "server", "--port", "0", "--data-dir", dataDir, ...(options.args ?? [])],
+    {
+      cwd: ROOT,
+      env: cleanEnv({ FUNCD_LOG_LEVEL: "warn", ...options.env }),
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   let output = "";
   child.stdout?.on("data", (d: Buffer) => {
     output += d.toString();

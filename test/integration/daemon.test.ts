@@ -1,8 +1,8 @@
-import { setTimeout as sleep } from "node:timers/promises";
-import { create } from "tar";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { create } from "tar";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Daemon, nodeFunction, processesMentioning, removeDir, startDaemon } from "../helpers/daemon.js";
 
@@ -43,7 +43,9 @@ describe("the example stack", () => {
   });
 
   it("passes any sub-path, method and query through to the function", async () => {
-    const res = await daemon.call("PATCH", "/function/echo/some/path?x=1", "hi", { "content-type": "text/plain" });
+    const res = await daemon.call("PATCH", "/function/echo/some/path?x=1", "hi", {
+      "content-type": "text/plain",
+    });
     expect(res.status).toBe(200);
     const { event } = res.json<{ event: Record<string, unknown> }>();
     expect(event).toMatchObject({ method: "PATCH", path: "/some/path", query: { x: "1" }, data: "hi" });
@@ -102,7 +104,9 @@ describe("deploying", () => {
     expect(problem.detail).toContain("previous revision keeps serving");
     expect(problem.logs.join("\n")).toContain("SyntaxError");
     expect((await daemon.call("GET", "/function/keeper")).text).toBe("v1");
-    const view = (await daemon.api("GET", "/api/v1/functions/keeper")).json<{ activeRevision: { number: number } }>();
+    const view = (await daemon.api("GET", "/api/v1/functions/keeper")).json<{
+      activeRevision: { number: number };
+    }>();
     expect(view.activeRevision.number).toBe(1);
   });
 
@@ -133,7 +137,8 @@ describe("deploying", () => {
   });
 
   it("keeps requests in flight while a new revision takes over", async () => {
-    const slow = (v: string) => `module.exports = { main: () => new Promise((r) => setTimeout(() => r('${v}'), 400)) };`;
+    const slow = (v: string) =>
+      `module.exports = { main: () => new Promise((r) => setTimeout(() => r('${v}'), 400)) };`;
     await deploy("swap", nodeFunction(slow("old")));
     const inFlight = Array.from({ length: 5 }, () => daemon.call("GET", "/function/swap"));
     await sleep(100);
@@ -158,10 +163,34 @@ describe("deploying", () => {
 describe("bad input", () => {
   it.each([
     ["an invalid name", "/api/v1/functions/Bad_Name", { files: nodeFunction(HELLO_V1) }, 400, "INVALID_NAME"],
-    ["an unknown runtime", "/api/v1/functions/rt", { runtime: "cobol85", files: nodeFunction(HELLO_V1) }, 400, "UNKNOWN_RUNTIME"],
-    ["a reserved route", "/api/v1/functions/rr", { routes: ["/api/x"], files: nodeFunction(HELLO_V1) }, 400, "VALIDATION_FAILED"],
-    ["a memory size that is not a number", "/api/v1/functions/mm", { memory: "lots", files: nodeFunction(HELLO_V1) }, 400, "VALIDATION_FAILED"],
-    ["a path that leaves the folder", "/api/v1/functions/pt", { files: { "../evil.js": "x", "handler.js": HELLO_V1 } }, 400, "INVALID_ARCHIVE"],
+    [
+      "an unknown runtime",
+      "/api/v1/functions/rt",
+      { runtime: "cobol85", files: nodeFunction(HELLO_V1) },
+      400,
+      "UNKNOWN_RUNTIME",
+    ],
+    [
+      "a reserved route",
+      "/api/v1/functions/rr",
+      { routes: ["/api/x"], files: nodeFunction(HELLO_V1) },
+      400,
+      "VALIDATION_FAILED",
+    ],
+    [
+      "a memory size that is not a number",
+      "/api/v1/functions/mm",
+      { memory: "lots", files: nodeFunction(HELLO_V1) },
+      400,
+      "VALIDATION_FAILED",
+    ],
+    [
+      "a path that leaves the folder",
+      "/api/v1/functions/pt",
+      { files: { "../evil.js": "x", "handler.js": HELLO_V1 } },
+      400,
+      "INVALID_ARCHIVE",
+    ],
   ])("%s gets a problem+json and creates nothing", async (_what, apiPath, body, status, code) => {
     const res = await daemon.api("PUT", apiPath, body);
     expect(res.status).toBe(status);
@@ -172,7 +201,9 @@ describe("bad input", () => {
     expect(problem.title.length).toBeGreaterThan(0);
     expect(problem.detail.length).toBeGreaterThan(0);
     const list = await daemon.api("GET", "/api/v1/functions");
-    expect(list.json<{ items: { name: string }[] }>().items.map((f) => f.name)).not.toContain(apiPath.split("/").pop());
+    expect(list.json<{ items: { name: string }[] }>().items.map((f) => f.name)).not.toContain(
+      apiPath.split("/").pop(),
+    );
   });
 
   it("a path-traversal tar.gz is refused", async () => {
@@ -236,7 +267,9 @@ describe("failures inside functions", () => {
   it("a function that crashes mid-request gives 502 and the next request is served", async () => {
     await deploy(
       "crashy",
-      nodeFunction("module.exports = { main: (e) => { if (e.query.crash) process.exit(7); return 'fine'; } };"),
+      nodeFunction(
+        "module.exports = { main: (e) => { if (e.query.crash) process.exit(7); return 'fine'; } };",
+      ),
     );
     const crash = await daemon.call("GET", "/function/crashy?crash=1");
     expect(crash.status).toBe(502);
@@ -244,14 +277,18 @@ describe("failures inside functions", () => {
     const next = await daemon.call("GET", "/function/crashy");
     expect(next.status).toBe(200);
     expect(next.text).toBe("fine");
-    const view = (await daemon.api("GET", "/api/v1/functions/crashy")).json<{ lastExit: { reason: string; code: number } }>();
+    const view = (await daemon.api("GET", "/api/v1/functions/crashy")).json<{
+      lastExit: { reason: string; code: number };
+    }>();
     expect(view.lastExit).toMatchObject({ reason: "crashed", code: 7 });
   });
 
   it("a function over its memory limit is killed and reported as OOMKilled", async () => {
     await deploy(
       "hog",
-      nodeFunction("const keep = []; module.exports = { main: () => { for (;;) keep.push(Buffer.alloc(16 * 1024 * 1024, 1)); } };"),
+      nodeFunction(
+        "const keep = []; module.exports = { main: () => { for (;;) keep.push(Buffer.alloc(16 * 1024 * 1024, 1)); } };",
+      ),
       { memory: 64 },
     );
     const res = await daemon.call("GET", "/function/hog");
@@ -266,7 +303,9 @@ describe("failures inside functions", () => {
   it("a handler past its timeout answers 408 and the next call gets a fresh instance", async () => {
     await deploy(
       "sleepy",
-      nodeFunction("const id = Math.random(); module.exports = { main: (e) => e.query.hang ? new Promise(() => {}) : id };"),
+      nodeFunction(
+        "const id = Math.random(); module.exports = { main: (e) => e.query.hang ? new Promise(() => {}) : id };",
+      ),
       { timeout: "500ms" },
     );
     const first = await daemon.call("GET", "/function/sleepy");
@@ -293,7 +332,10 @@ describe("failures inside functions", () => {
   });
 
   it("a thrown error answers 500 problem+json and the stack goes to the logs", async () => {
-    await deploy("thrower", nodeFunction("module.exports = { main: () => { throw new TypeError('bad input here'); } };"));
+    await deploy(
+      "thrower",
+      nodeFunction("module.exports = { main: () => { throw new TypeError('bad input here'); } };"),
+    );
     const res = await daemon.call("GET", "/function/thrower", undefined, { "x-request-id": "req-throw-1" });
     expect(res.status).toBe(500);
     const problem = res.json<{ detail: string }>();
@@ -301,7 +343,10 @@ describe("failures inside functions", () => {
     expect(problem.detail).not.toContain("handler.js:");
     await sleep(300);
     const logs = await daemon.api("GET", "/api/v1/functions/thrower/logs?tail=50");
-    const lines = logs.text.trim().split("\n").map((l) => JSON.parse(l) as { requestId: string | null; text: string });
+    const lines = logs.text
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { requestId: string | null; text: string });
     expect(lines.some((l) => l.requestId === "req-throw-1" && l.text.includes("TypeError"))).toBe(true);
   });
 });
@@ -326,7 +371,11 @@ describe("restarts", () => {
   it("a restarted daemon serves the same functions and leaves no process of the old run", async () => {
     const own = await startDaemon();
     try {
-      await own.api("PUT", "/api/v1/functions/survivor", { runtime: "nodejs20", routes: ["/survive"], files: nodeFunction(HELLO_V1) });
+      await own.api("PUT", "/api/v1/functions/survivor", {
+        runtime: "nodejs20",
+        routes: ["/survive"],
+        files: nodeFunction(HELLO_V1),
+      });
       expect((await own.call("GET", "/survive")).text).toBe("v1");
       expect(await own.stop()).toBe(0);
       expect(processesMentioning(own.dataDir)).toEqual([]);
@@ -334,7 +383,9 @@ describe("restarts", () => {
       const again = await startDaemon({ dataDir: own.dataDir });
       try {
         expect((await again.call("GET", "/survive")).text).toBe("v1");
-        const view = (await again.api("GET", "/api/v1/functions/survivor")).json<{ activeRevision: { number: number } }>();
+        const view = (await again.api("GET", "/api/v1/functions/survivor")).json<{
+          activeRevision: { number: number };
+        }>();
         expect(view.activeRevision.number).toBe(1);
       } finally {
         await again.stop();
@@ -349,7 +400,10 @@ describe("restarts", () => {
   it("a daemon killed with SIGKILL leaves instances that the next start removes", async () => {
     const own = await startDaemon();
     try {
-      await own.api("PUT", "/api/v1/functions/orphan", { runtime: "nodejs20", files: nodeFunction(HELLO_V1) });
+      await own.api("PUT", "/api/v1/functions/orphan", {
+        runtime: "nodejs20",
+        files: nodeFunction(HELLO_V1),
+      });
       expect((await own.call("GET", "/function/orphan")).text).toBe("v1");
       await own.stop("SIGKILL");
       const again = await startDaemon({ dataDir: own.dataDir });
@@ -383,7 +437,11 @@ describe("observability and docs", () => {
     const openapi = doc.json<{ openapi: string; paths: Record<string, unknown> }>();
     expect(openapi.openapi).toMatch(/^3\./);
     expect(Object.keys(openapi.paths)).toEqual(
-      expect.arrayContaining(["/api/v1/functions", "/api/v1/functions/{name}", "/api/v1/functions/{name}/logs"]),
+      expect.arrayContaining([
+        "/api/v1/functions",
+        "/api/v1/functions/{name}",
+        "/api/v1/functions/{name}/logs",
+      ]),
     );
     const ui = await daemon.call("GET", "/api/docs/");
     expect(ui.status).toBe(200);
@@ -391,7 +449,10 @@ describe("observability and docs", () => {
   });
 
   it("follows a function's logs as they are written", async () => {
-    await deploy("chatty", nodeFunction("module.exports = { main: (e) => { console.log('said ' + e.query.n); return 'ok'; } };"));
+    await deploy(
+      "chatty",
+      nodeFunction("module.exports = { main: (e) => { console.log('said ' + e.query.n); return 'ok'; } };"),
+    );
     const { request } = await import("undici");
     const res = await request(`${daemon.url}/api/v1/functions/chatty/logs?follow=true&tail=0`, {
       headers: { authorization: `Bearer ${daemon.token}` },
@@ -429,7 +490,13 @@ describe("isolation", () => {
     await deploy("probe", nodeFunction(probe));
     const res = await daemon.call("GET", "/function/probe");
     expect(res.status).toBe(200);
-    const seen = res.json<{ token: string; db: string; artifacts: string | number; uid: number; root: string[] }>();
+    const seen = res.json<{
+      token: string;
+      db: string;
+      artifacts: string | number;
+      uid: number;
+      root: string[];
+    }>();
     expect(seen.token).not.toBe("READ");
     expect(seen.db).not.toBe("READ");
     expect(typeof seen.artifacts).toBe("string");

@@ -2,7 +2,8 @@
  * Waiting for a new instance to answer `GET /healthz` on its unix socket. Cold starts are on the
  * request path (the gateway holds the first request meanwhile) and a Node runtime boots in about 50 ms,
  * so the wait must not add much: the socket dir is watched so the first probe follows the socket's
- * creation at once, and polling starts at 5 ms and backs off to 50 ms only for slow starters.
+ * creation at once (then retried every 2 ms until the server listens), and the fallback polling starts
+ * at 5 ms and backs off to 50 ms only for slow starters.
  */
 import { existsSync, type FSWatcher, watch } from "node:fs";
 import { basename, dirname } from "node:path";
@@ -10,6 +11,21 @@ import { Client } from "undici";
 
 const FIRST_DELAY_MS = 5;
 const MAX_DELAY_MS = 50;
+const SOCKET_RETRY_MS = 2;
+
+/** Waits `ms`, or less when aborted or when the callback handed to `onWake` is called. */
+function sleep(ms: number, signal: AbortSignal, onWake: (wake: () => void) => void): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+    onWake(done);
+  });
+}
 
 /** One `/healthz` probe; false for anything but a 200 (including "nothing listens yet"). */
 async function probe(client: Client, signal: AbortSignal): Promise<boolean> {
@@ -48,20 +64,16 @@ export async function waitUntilReady(socketPath: string, signal: AbortSignal): P
     let delay = FIRST_DELAY_MS;
     for (;;) {
       signal.throwIfAborted();
-      if (existsSync(socketPath) && (await probe(client, signal))) return;
+      const exists = existsSync(socketPath);
+      if (exists && (await probe(client, signal))) return;
       signal.throwIfAborted();
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          clearTimeout(timer);
-          signal.removeEventListener("abort", done);
-          wake = undefined;
-          resolve();
-        };
-        const timer = setTimeout(done, delay);
+      // Once the socket exists the server is binding and about to listen: retry promptly. Before
+      // that the watcher wakes us, and the backed-off timer is only the fallback.
+      await sleep(exists ? SOCKET_RETRY_MS : delay, signal, (done) => {
         wake = done;
-        signal.addEventListener("abort", done, { once: true });
       });
-      delay = Math.min(Math.ceil(delay * 1.5), MAX_DELAY_MS);
+      wake = undefined;
+      if (!exists) delay = Math.min(Math.ceil(delay * 1.5), MAX_DELAY_MS);
     }
   } finally {
     watcher?.close();
