@@ -90,6 +90,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     systemLog: (functionName, revisionId, instanceId, text) =>
       logs.sink({ time: clock.now(), functionName, revisionId, instanceId, stream: "system", text }),
     coldStartWaitMs: config.coldStartWaitMs,
+    healthEveryMs: config.healthCheckIntervalMs,
   });
   const routes = new RouteTable();
   const deployer = new Deployer({

@@ -45,6 +45,8 @@ export const ConfigSchema = z.object({
   maxMemoryMb: z.coerce.number().int().min(32).default(4096),
   /** How long a request may wait for an instance to become ready before a 503. */
   coldStartWaitMs: z.coerce.number().int().positive().default(30_000),
+  /** How often idle instances are health-checked (0: never). */
+  healthCheckIntervalMs: z.coerce.number().int().min(0).default(10_000),
   /** Log lines kept per function. */
   logsPerFunction: z.coerce.number().int().positive().default(5000),
   /** Stack file deployed at start-up (`funcd server --up funcd.yaml`). */

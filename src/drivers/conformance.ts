@@ -23,6 +23,8 @@ import { isRunning, processTree } from "./process/proctree.js";
 export type CaseName =
   | "hello"
   | "handlerLoadFailure"
+  | "readyTimeout"
+  | "abortStart"
   | "stopAfterGrace"
   | "stopGraceful"
   | "crash"
@@ -83,6 +85,8 @@ const HANDLERS = {
     `};`,
   ].join("\n"),
   env: `exports.main = async () => ({ ...process.env });\n`,
+  /** ESM, for a top-level await that keeps the runtime from listening. */
+  slowStart: `await new Promise((resolve) => setTimeout(resolve, 30_000));\nexport const main = async () => "late";\n`,
 };
 
 /** Variables a runtime environment may hold besides the function's env and the FUNCD_* contract. */
@@ -91,6 +95,8 @@ const AMBIENT_ENV = new Set(["PATH", "HOME", "NODE_ENV", "PWD", "HOSTNAME"]);
 const TITLES: Record<CaseName, string> = {
   hello: "starts an instance that answers over its address",
   handlerLoadFailure: "start() rejects with HANDLER_LOAD_FAILED naming the file, and leaves nothing running",
+  readyTimeout: "start() gives up after readyTimeoutMs with FUNCTION_UNAVAILABLE and leaves nothing running",
+  abortStart: "start() rejects when its signal aborts, and leaves nothing running",
   stopAfterGrace: "stop() kills an instance that ignores SIGTERM after the grace period",
   stopGraceful: "stop() ends a well-behaved instance without waiting out the grace period",
   crash: 'a crash emits an exit event with reason "crashed" and the last log lines',
@@ -220,6 +226,29 @@ export function runDriverConformance(options: DriverConformanceOptions): void {
       expect(failure).toMatchObject({ code: "HANDLER_LOAD_FAILED" });
       expect((failure as Error).message).toContain("handler.js");
       expect((failure as { extra: { logs: string[] } }).extra.logs.join("\n")).toContain("SyntaxError");
+      expect(driver.list()).toEqual([]);
+    });
+
+    test("readyTimeout", async () => {
+      const { driver } = await setup();
+      const spec = await specFor("sleepy", { "handler.mjs": HANDLERS.slowStart });
+      const began = Date.now();
+      await expect(driver.start(spec, { readyTimeoutMs: 700 })).rejects.toMatchObject({
+        code: "FUNCTION_UNAVAILABLE",
+      });
+      expect(Date.now() - began).toBeLessThan(5_000);
+      expect(driver.list()).toEqual([]);
+    });
+
+    test("abortStart", async () => {
+      const { driver } = await setup();
+      const spec = await specFor("aborted", { "handler.mjs": HANDLERS.slowStart });
+      const reason = new Error("the caller gave up");
+      const controller = new AbortController();
+      setTimeout(() => controller.abort(reason), 300);
+      const began = Date.now();
+      await expect(driver.start(spec, { signal: controller.signal })).rejects.toBe(reason);
+      expect(Date.now() - began).toBeLessThan(5_000);
       expect(driver.list()).toEqual([]);
     });
 

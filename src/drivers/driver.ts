@@ -10,7 +10,8 @@ export type InstanceAddress = { socketPath: string } | { host: string; port: num
 export type InstanceState = "starting" | "ready" | "draining" | "stopped" | "failed";
 
 /** Why an instance went away. `OOMKilled` is reported when the memory limit killed it. */
-export type ExitReason = "stopped" | "exited" | "crashed" | "OOMKilled" | "start-failed";
+/** `unhealthy` is the fleet's verdict (failed health checks), not a driver's: the instance was stopped for it. */
+export type ExitReason = "stopped" | "exited" | "crashed" | "OOMKilled" | "start-failed" | "unhealthy";
 
 export interface InstanceExit {
   reason: ExitReason;

@@ -102,6 +102,8 @@ export interface FleetOptions {
   backoff?: BackoffPolicy;
   /** How often idle instances are looked for. */
   reapEveryMs?: number;
+  /** How often idle ready instances get a `/healthz` check (0 turns checks off). */
+  healthEveryMs?: number;
 }
 
 /** A crash-looping function is one whose instances died this many times in a row. */
@@ -122,6 +124,7 @@ export class Fleet {
   readonly #backoff: BackoffPolicy;
   readonly #unsubscribe: () => void;
   readonly #reaper: { cancel(): void };
+  readonly #health: { cancel(): void } | null;
   #counter = 0;
   #disposed = false;
 
@@ -130,6 +133,49 @@ export class Fleet {
     this.#backoff = options.backoff ?? crashBackoff;
     this.#unsubscribe = options.driver.onEvent((event) => this.#onDriverEvent(event));
     this.#reaper = options.clock.setInterval(() => this.reapIdle(), options.reapEveryMs ?? 1000);
+    const healthEvery = options.healthEveryMs ?? 10_000;
+    this.#health =
+      healthEvery > 0 ? options.clock.setInterval(() => void this.checkHealth(), healthEvery) : null;
+  }
+
+  /**
+   * Asks every idle ready instance for `/healthz`. One that does not answer 200
+   * within two seconds is stopped and counted like a crash, so a hung instance
+   * is replaced before a request finds it. Busy instances are left alone: the
+   * gateway's own timeout watches them.
+   */
+  async checkHealth(): Promise<void> {
+    const checks: Promise<void>[] = [];
+    for (const unit of this.#units.values()) {
+      for (const instance of unit.instances.values()) {
+        if (instance.state !== "ready" || instance.inFlight > 0 || !instance.upstream) continue;
+        const upstream = instance.upstream;
+        checks.push(
+          upstream
+            .request({ method: "GET", path: "/healthz", headersTimeout: 2000, bodyTimeout: 2000 })
+            .then(async (res) => {
+              await res.body.dump();
+              if (res.statusCode !== 200) throw new Error(`/healthz answered ${res.statusCode}`);
+            })
+            .catch((err: unknown) => {
+              if (instance.state !== "ready" || !this.#byInstance.has(instance.id)) return;
+              const text = `health check failed (${messageOf(err)}), replacing the instance`;
+              this.#o.systemLog(unit.name, instance.revisionId, instance.id, text);
+              this.#o.logger.warn({ function: unit.name, instance: instance.id }, text);
+              void this.#stop(instance, 0);
+              this.#recordCrash(unit, {
+                instanceId: instance.id,
+                at: this.#o.clock.now(),
+                reason: "unhealthy",
+                code: null,
+                signal: null,
+                lastLogLines: [],
+              });
+            }),
+        );
+      }
+    }
+    await Promise.all(checks);
   }
 
   /** Registers or updates a function's spec (routes, scale, limits) without touching its revision. */
@@ -330,6 +376,7 @@ export class Fleet {
   async dispose(): Promise<void> {
     this.#disposed = true;
     this.#reaper.cancel();
+    this.#health?.cancel();
     this.#unsubscribe();
     for (const unit of this.#units.values()) {
       unit.restartTimer?.cancel();

@@ -12,7 +12,10 @@ const HELLO_V2 = "module.exports = { main: () => 'v2' };";
 let daemon: Daemon;
 
 beforeAll(async () => {
-  daemon = await startDaemon({ args: ["--up", "funcd.yaml"] });
+  daemon = await startDaemon({
+    args: ["--up", "funcd.yaml"],
+    env: { FUNCD_HEALTH_CHECK_INTERVAL_MS: "500" },
+  });
 });
 
 afterAll(async () => {
@@ -281,6 +284,43 @@ describe("failures inside functions", () => {
       lastExit: { reason: string; code: number };
     }>();
     expect(view.lastExit).toMatchObject({ reason: "crashed", code: 7 });
+  });
+
+  it("a crash-looping function is marked failing, answers 503 with its last log lines, and backs off", async () => {
+    await deploy(
+      "looper",
+      nodeFunction("module.exports = { main: () => { console.error('about to die'); process.exit(3); } };"),
+    );
+    const statuses: number[] = [];
+    for (let i = 0; i < 3; i++) statuses.push((await daemon.call("GET", "/function/looper")).status);
+    expect(statuses).toEqual([502, 502, 502]);
+    const refused = await daemon.call("GET", "/function/looper");
+    expect(refused.status).toBe(503);
+    expect(Number(refused.headers["retry-after"])).toBeGreaterThan(0);
+    const problem = refused.json<{ code: string; logs: string[] }>();
+    expect(problem.code).toBe("FUNCTION_FAILING");
+    expect(problem.logs.join("\n")).toContain("about to die");
+    const view = (await daemon.api("GET", "/api/v1/functions/looper")).json<{ status: string }>();
+    expect(view.status).toBe("failing");
+  });
+
+  it("an instance that stops answering health checks while idle is replaced", async () => {
+    await deploy(
+      "freezer",
+      nodeFunction(
+        "const id = Math.random(); module.exports = { main: (e) => { if (e.query.freeze) setTimeout(() => { for (;;) {} }, 20); return id; } };",
+      ),
+    );
+    const before = await daemon.call("GET", "/function/freezer?freeze=1");
+    expect(before.status).toBe(200);
+    await sleep(3500);
+    const view = (await daemon.api("GET", "/api/v1/functions/freezer")).json<{
+      lastExit: { reason: string } | null;
+    }>();
+    expect(view.lastExit?.reason).toBe("unhealthy");
+    const after = await daemon.call("GET", "/function/freezer");
+    expect(after.status).toBe(200);
+    expect(after.text).not.toBe(before.text);
   });
 
   it("a function over its memory limit is killed and reported as OOMKilled", async () => {

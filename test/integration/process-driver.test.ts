@@ -7,7 +7,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -16,7 +16,9 @@ import { afterAll, describe, expect, it, onTestFinished } from "vitest";
 import { invokeInstance, runDriverConformance } from "../../src/drivers/conformance.js";
 import type { InstanceSpec, LogSink } from "../../src/drivers/driver.js";
 import { ProcessDriver, type ProcessDriverOptions } from "../../src/drivers/process/index.js";
-import { processTree } from "../../src/drivers/process/proctree.js";
+import { findCgroupRoot, listCgroups } from "../../src/drivers/process/memory.js";
+import { runKey } from "../../src/drivers/process/plans.js";
+import { commandAndEnvironment, processTree } from "../../src/drivers/process/proctree.js";
 import { DEFAULT_UID_BASE, isRoot, probeBwrap, uidFor } from "../../src/drivers/process/sandbox.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -199,5 +201,30 @@ describe("process sandbox", () => {
     expect(await probe({ op: "read", path: join(spec.artifactDir, "handler.js") })).toMatchObject({
       ok: true,
     });
+  });
+});
+
+// Last, after every case above has cleaned up after itself.
+describe("process driver clean-up", () => {
+  it("leaves no instance dirs, processes or cgroups behind", async () => {
+    const runDirs = ["run", "run-plain", "run-sandbox"].map((name) => join(dataDir, name));
+    for (const runDir of runDirs) {
+      expect(await readdir(runDir).catch(() => [])).toEqual([]);
+    }
+    const pids = (await readdir("/proc")).filter(
+      (name) => /^\d+$/.test(name) && Number(name) !== process.pid,
+    );
+    const mentions = await Promise.all(
+      pids.map(async (pid) =>
+        (await commandAndEnvironment(Number(pid))).includes(dataDir) ? pid : undefined,
+      ),
+    );
+    expect(mentions.filter(Boolean)).toEqual([]);
+    const root = await findCgroupRoot();
+    if (root !== undefined) {
+      for (const runDir of runDirs) {
+        expect(await listCgroups(join(root.base, "funcd", runKey(runDir)))).toEqual([]);
+      }
+    }
   });
 });

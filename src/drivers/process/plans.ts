@@ -55,7 +55,7 @@ export async function resolveSandboxPlan(
  * The run key names this driver's parent cgroup: derived from the run dir, so two daemons (or two test
  * drivers) never share, or reconcile, each other's cgroups, and equal instance ids never collide.
  */
-function runKey(runDir: string): string {
+export function runKey(runDir: string): string {
   return createHash("sha256").update(runDir).digest("hex").slice(0, 12);
 }
 

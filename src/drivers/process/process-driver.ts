@@ -35,6 +35,7 @@ import {
 import { processTree, readStat, signalAll, signalGroup } from "./proctree.js";
 import { waitUntilReady } from "./readiness.js";
 import {
+  instanceDirName,
   instancePaths,
   prepareInstanceDir,
   prepareRunDir,
@@ -443,11 +444,13 @@ export class ProcessDriver implements Driver {
   }
 
   async reconcile(): Promise<{ removed: number }> {
-    const ours = (name: string) => this.instances.has(name) || this.starting.has(name);
+    const live = [...this.instances.keys(), ...this.starting.keys()];
+    const ourDirs = new Set(live.map(instanceDirName));
+    const ours = (name: string) => live.includes(name);
     let removed = 0;
     const entries = await readdir(this.runDir, { withFileTypes: true }).catch(() => []);
     for (const entry of entries) {
-      if (!entry.isDirectory() || ours(entry.name)) continue;
+      if (!entry.isDirectory() || ourDirs.has(entry.name)) continue;
       await removeLeftover(join(this.runDir, entry.name));
       removed++;
     }

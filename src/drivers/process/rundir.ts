@@ -10,6 +10,7 @@
  * The bookkeeping files sit beside `run/`, not inside it, so the function cannot rewrite the pid a
  * later reconcile will kill.
  */
+import { createHash } from "node:crypto";
 import { chmod, chown, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { UidAccess } from "./access.js";
@@ -32,9 +33,18 @@ export interface InstanceMeta {
   cgroup?: { version: 1 | 2; path: string };
 }
 
+/**
+ * The dir name of an instance: its id, or for a long id a shortened form with a hash of the whole id,
+ * because the socket path inside must stay under the 107 bytes Linux allows a unix socket path.
+ */
+export function instanceDirName(instanceId: string): string {
+  if (instanceId.length <= 40) return instanceId;
+  return `${instanceId.slice(0, 27)}-${createHash("sha256").update(instanceId).digest("hex").slice(0, 12)}`;
+}
+
 /** The paths of one instance inside the run dir. */
 export function instancePaths(runDir: string, instanceId: string) {
-  const dir = join(runDir, instanceId);
+  const dir = join(runDir, instanceDirName(instanceId));
   const socketDir = join(dir, "run");
   return {
     dir,
