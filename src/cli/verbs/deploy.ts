@@ -2,10 +2,13 @@ import { resolve } from "node:path";
 import type { Command } from "commander";
 import { FUNCTION_NAME } from "../../deploy/spec.js";
 import { collect, duration, integer, keyValue } from "../args.js";
+import type { ApiClient } from "../client.js";
 import { type CliDeps, contextFor } from "../context.js";
-import { deployFunction } from "../deployer.js";
-import { usageError } from "../errors.js";
+import { type DeployJob, deployFunction } from "../deployer.js";
+import { toCliError, usageError } from "../errors.js";
+import type { Output } from "../output.js";
 import { folderName, readFolderDefaults, type SpecFields } from "../stack.js";
+import { watchFolder } from "../watch.js";
 
 interface DeployOptions {
   name?: string;
@@ -19,6 +22,7 @@ interface DeployOptions {
   min?: number;
   max?: number;
   idleTimeout?: string;
+  watch?: boolean;
 }
 
 const asRecord = (value: unknown): Record<string, unknown> =>
@@ -66,6 +70,7 @@ export function register(program: Command, deps: CliDeps): void {
     .option("--min <n>", "instances kept running", integer(0, 100))
     .option("--max <n>", "instances at most", integer(1, 100))
     .option("--idle-timeout <duration>", "stop idle instances after, e.g. 5m", duration)
+    .option("-w, --watch", "keep watching the folder and redeploy on every change (Ctrl-C to stop)")
     .addHelpText(
       "after",
       `
@@ -73,6 +78,7 @@ Examples:
   $ funcd deploy ./sum
   $ funcd deploy ./sum --name adder --route /add --env GREETING=hi --timeout 10s
   $ funcd deploy . --min 1 --max 5
+  $ funcd deploy ./sum --watch          # hot reload while you edit
 
 A funcd.yaml or function.yaml in the folder gives defaults; flags win.`,
     )
@@ -90,7 +96,53 @@ A funcd.yaml or function.yaml in the folder gives defaults; flags win.`,
         );
       }
       const spec = mergeSpec(defaults?.spec ?? {}, options);
-      const result = await deployFunction(ctx.out, ctx.client(), { name, dir: folder, spec });
-      if (ctx.out.json) ctx.out.data(result);
+      const job = { name, dir: folder, spec };
+      if (!options.watch) {
+        const result = await deployFunction(ctx.out, ctx.client(), job);
+        if (ctx.out.json) ctx.out.data(result);
+        return;
+      }
+      await watchAndDeploy(ctx.out, ctx.client(), job, deps);
     });
+}
+
+/**
+ * `--watch`: deploy now, then again after every burst of changes. A failed
+ * deploy is reported and watching goes on — the previous revision keeps
+ * serving until the code loads again. Deploys never overlap: changes during
+ * one are folded into the next.
+ */
+async function watchAndDeploy(out: Output, client: ApiClient, job: DeployJob, deps: CliDeps): Promise<void> {
+  const once = async () => {
+    try {
+      await deployFunction(out, client, job);
+    } catch (err) {
+      out.error(toCliError(err));
+    }
+  };
+  await once();
+  out.note(`Watching ${job.dir} for changes (Ctrl-C to stop)…`);
+  let running: Promise<void> | null = null;
+  let again = false;
+  const trigger = () => {
+    if (running) {
+      again = true;
+      return;
+    }
+    running = once().finally(() => {
+      running = null;
+      if (again) {
+        again = false;
+        trigger();
+      }
+    });
+  };
+  await new Promise<void>((resolve) => {
+    const stopWatching = watchFolder(job.dir, trigger);
+    const stopInterrupt = deps.onInterrupt(() => {
+      stopWatching();
+      stopInterrupt();
+      resolve();
+    });
+  });
 }

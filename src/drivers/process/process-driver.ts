@@ -458,7 +458,8 @@ export class ProcessDriver implements Driver {
     const memory = await this.memory().catch(() => undefined);
     if (memory?.kind === "cgroup") {
       for (const name of await listCgroups(memory.parent)) {
-        if (ours(name)) continue;
+        // Dot names are the set-up probes of a driver starting on the same run dir right now.
+        if (name.startsWith(".") || ours(name)) continue;
         const cgroup = InstanceCgroup.open(memory.version, join(memory.parent, name));
         await cgroup.kill();
         await cgroup.remove().catch((err: unknown) => {

@@ -185,6 +185,8 @@ async function runProbe(uid: number | undefined): Promise<BwrapProbe> {
     ...(uid !== undefined && setpriv !== undefined ? dropPrivilegesArgs(setpriv, uid) : []),
     bwrap,
     ...baseArgs(),
+    "--size",
+    String(1024 * 1024),
     "--tmpfs",
     "/tmp",
     "--",
