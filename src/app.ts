@@ -64,8 +64,8 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     overrides.store ??
     openSqliteStore(path.join(config.dataDir, "funcd.db"), { logsPerFunction: config.logsPerFunction });
   const metrics = new DaemonMetrics();
-  const logs = new LogHub(store.logs, clock);
-  const recorder = new ExecutionRecorder(store.executions, clock);
+  const logs = new LogHub(store.logs, clock, { logger });
+  const recorder = new ExecutionRecorder(store.executions, clock, { logger });
   const runtimes = new RuntimeRegistry(config.templatesDir);
   const artifacts = new ArtifactCache(path.join(config.dataDir, "artifacts"), store.blobs);
   const driver =

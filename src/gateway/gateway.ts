@@ -69,8 +69,12 @@ export class Gateway {
     const pathname = q === -1 ? url : url.slice(0, q);
     const search = q === -1 ? "" : url.slice(q);
     const incomingId = header(req.headers["x-request-id"]) ?? header(req.headers["x-call-id"]);
-    const requestId = incomingId && /^[\w.:-]{1,128}$/.test(incomingId) ? incomingId : randomUUID();
+    const given = incomingId !== undefined && /^[\w.:-]{1,128}$/.test(incomingId);
+    const requestId = given ? incomingId : randomUUID();
+    // Clients may reuse request ids; execution ids must be unique.
+    const executionId = given ? randomUUID() : requestId;
     res.setHeader("x-request-id", requestId);
+    res.setHeader("x-funcd-execution-id", executionId);
     if (req.headers["x-call-id"]) res.setHeader("x-call-id", requestId);
 
     const match = this.#o.routes.match(pathname);
@@ -89,7 +93,7 @@ export class Gateway {
     const declared = Number(req.headers["content-length"] ?? 0);
     if (declared > this.#o.maxBodyBytes) {
       req.resume();
-      this.#finish(req, res, name, started, requestId, null, false, {
+      this.#finish(req, res, name, started, executionId, null, false, {
         error: tooLarge(declared, this.#o.maxBodyBytes),
       });
       return;
@@ -109,7 +113,7 @@ export class Gateway {
       lease = got instanceof Promise ? await got : got;
     } catch (err) {
       req.resume();
-      this.#finish(req, res, name, started, requestId, null, false, { error: err });
+      this.#finish(req, res, name, started, executionId, null, false, { error: err });
       return;
     }
 
@@ -117,7 +121,7 @@ export class Gateway {
     const upstream = instance.upstream;
     if (!upstream) {
       lease.release();
-      this.#finish(req, res, name, started, requestId, lease, false, {
+      this.#finish(req, res, name, started, executionId, lease, false, {
         error: new FuncdError("FUNCTION_UNAVAILABLE", `Instance ${instance.id} has no connection`, {
           retryAfter: 1,
         }),
@@ -166,7 +170,7 @@ export class Gateway {
       });
       await pipeline(answer.body, res);
       lease.release(outcome);
-      this.#finish(req, res, name, started, requestId, lease, true, {
+      this.#finish(req, res, name, started, executionId, lease, true, {
         status: answer.statusCode,
         requestBytes,
         responseBytes,
@@ -179,7 +183,7 @@ export class Gateway {
       if (error.code === "GATEWAY_TIMEOUT") outcome = { kill: true };
       else if (error.code === "FUNCTION_CRASHED") outcome = { broken: true };
       lease.release(outcome);
-      this.#finish(req, res, name, started, requestId, lease, false, { error, requestBytes });
+      this.#finish(req, res, name, started, executionId, lease, false, { error, requestBytes });
     } finally {
       res.off("close", onClose);
     }
@@ -207,7 +211,7 @@ export class Gateway {
     res: ServerResponse,
     name: string,
     started: number,
-    requestId: string,
+    executionId: string,
     lease: Lease | null,
     ok: boolean,
     detail: {
@@ -236,7 +240,7 @@ export class Gateway {
     this.#o.metrics.invocations.inc({ function: name, code: String(status) });
     this.#o.metrics.duration.observe({ function: name }, durationMs / 1000);
     this.#o.recorder.record({
-      id: requestId,
+      id: executionId,
       functionName: name,
       revisionId: lease?.instance.revisionId ?? null,
       trigger: "http",

@@ -1,4 +1,5 @@
 import type { Clock } from "../shared/clock.js";
+import type { Logger } from "../shared/logger.js";
 import type { ExecutionRecord, ExecutionRepo } from "../store/types.js";
 
 /**
@@ -11,8 +12,12 @@ export class ExecutionRecorder {
   readonly #timer: { cancel(): void };
   readonly #maxPending: number;
 
-  constructor(repo: ExecutionRepo, clock: Clock, flushEveryMs = 250, maxPending = 10_000) {
+  readonly #logger: Logger | undefined;
+
+  constructor(repo: ExecutionRepo, clock: Clock, options: { logger?: Logger; flushEveryMs?: number; maxPending?: number } = {}) {
+    const { flushEveryMs = 250, maxPending = 10_000 } = options;
     this.#repo = repo;
+    this.#logger = options.logger;
     this.#maxPending = maxPending;
     this.#timer = clock.setInterval(() => this.flush(), flushEveryMs);
   }
@@ -27,7 +32,12 @@ export class ExecutionRecorder {
     if (this.#pending.length === 0) return;
     const batch = this.#pending;
     this.#pending = [];
-    this.#repo.insertMany(batch);
+    try {
+      this.#repo.insertMany(batch);
+    } catch (err) {
+      // Runs on a timer: a store error must cost records, never the daemon.
+      this.#logger?.error({ err, lost: batch.length }, "could not write execution records");
+    }
   }
 
   close(): void {

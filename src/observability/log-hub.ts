@@ -1,6 +1,7 @@
 import { EventEmitter } from "node:events";
 import type { LogLine } from "../drivers/driver.js";
 import type { Clock } from "../shared/clock.js";
+import type { Logger } from "../shared/logger.js";
 import type { LogQuery, LogRepo, StoredLogLine } from "../store/types.js";
 
 /**
@@ -13,8 +14,12 @@ export class LogHub {
   #pending: Omit<StoredLogLine, "id">[] = [];
   readonly #timer: { cancel(): void };
 
-  constructor(repo: LogRepo, clock: Clock, flushEveryMs = 100) {
+  readonly #logger: Logger | undefined;
+
+  constructor(repo: LogRepo, clock: Clock, options: { logger?: Logger; flushEveryMs?: number } = {}) {
+    const flushEveryMs = options.flushEveryMs ?? 100;
     this.#repo = repo;
+    this.#logger = options.logger;
     this.#events.setMaxListeners(0);
     this.#timer = clock.setInterval(() => this.flush(), flushEveryMs);
   }
@@ -37,7 +42,13 @@ export class LogHub {
     if (this.#pending.length === 0) return;
     const batch = this.#pending;
     this.#pending = [];
-    this.#repo.appendMany(batch);
+    try {
+      this.#repo.appendMany(batch);
+    } catch (err) {
+      // Runs on a timer: a store error must cost log lines, never the daemon.
+      this.#logger?.error({ err, lost: batch.length }, "could not write log lines");
+      return;
+    }
     const byFunction = new Set(batch.map((l) => l.functionName));
     for (const name of byFunction) this.#events.emit(name);
   }
