@@ -7,6 +7,7 @@ import Fastify, { type FastifyBaseLogger, LogController } from "fastify";
 import { Pool } from "undici";
 import { isControlPath, registerApi } from "./api/index.js";
 import { ArtifactCache } from "./builder/artifacts.js";
+import { DependencyCache } from "./builder/dependencies.js";
 import { RuntimeRegistry } from "./builder/runtimes.js";
 import { type Config, PACKAGE_ROOT } from "./config/config.js";
 import { Deployer } from "./deploy/deployer.js";
@@ -68,6 +69,13 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
   const recorder = new ExecutionRecorder(store.executions, clock, { logger });
   const runtimes = new RuntimeRegistry(config.templatesDir);
   const artifacts = new ArtifactCache(path.join(config.dataDir, "artifacts"), store.blobs);
+  const dependencies = new DependencyCache({
+    root: path.join(config.dataDir, "deps"),
+    cacheDir: path.join(config.dataDir, "cache"),
+    blobs: store.blobs,
+    logger: logger.child({ component: "dependencies" }),
+    clock,
+  });
   const driver =
     overrides.driver ??
     new ProcessDriver({
@@ -98,11 +106,15 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     fleet,
     routes,
     artifacts,
+    dependencies,
     runtimes,
     clock,
     logger: logger.child({ component: "deployer" }),
     maxCodeBytes: config.maxCodeBytes,
     maxMemoryMb: config.maxMemoryMb,
+    // Install output is part of the function's logs, under the pseudo-instance "build".
+    buildLog: (functionName, revisionId, text) =>
+      logs.sink({ time: clock.now(), functionName, revisionId, instanceId: "build", stream: "system", text }),
   });
   const gateway = new Gateway({
     routes,
@@ -157,6 +169,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
       closed = true;
       server.closeIdleConnections?.();
       const closing = fastify.close();
+      dependencies.dispose();
       await fleet.dispose();
       await driver.dispose();
       server.closeAllConnections?.();

@@ -44,6 +44,7 @@ export function revisionView(revision: RevisionRecord, activeId: string | null) 
     files: revision.files.length,
     runtime: revision.spec.runtime,
     handler: revision.spec.handler,
+    dependencies: revision.depsKey ? { key: revision.depsKey } : null,
   };
 }
 
@@ -52,5 +53,7 @@ export function deployView(result: DeployResult, store: Store, fleet: Fleet) {
     function: functionView(result.function, store, fleet),
     revision: revisionView(result.revision, result.function.activeRevision),
     changed: result.changed,
+    /** The dependency install and whether this deploy found it cached (installed nothing). */
+    dependencies: result.dependencies,
   };
 }

@@ -1,7 +1,8 @@
 import { createHash } from "node:crypto";
 import type { ArtifactCache } from "../builder/artifacts.js";
 import { type CodeFile, filesFromArchive, filesFromMap } from "../builder/code.js";
-import type { RuntimeRegistry } from "../builder/runtimes.js";
+import type { DependencyCache } from "../builder/dependencies.js";
+import type { RuntimeRegistry, TemplateMeta } from "../builder/runtimes.js";
 import type { RouteTable } from "../gateway/routes.js";
 import type { Fleet, LiveInstance, ServableRevision } from "../scaler/fleet.js";
 import type { Clock } from "../shared/clock.js";
@@ -15,6 +16,13 @@ export interface DeployResult {
   revision: RevisionRecord;
   /** False when the deploy changed nothing (same code and spec as what serves). */
   changed: boolean;
+  /** The revision's dependency install, and whether this deploy found it installed already; null when none. */
+  dependencies: DependencyUse | null;
+}
+
+export interface DependencyUse {
+  key: string;
+  cached: boolean;
 }
 
 export type Progress = (message: string) => void;
@@ -24,11 +32,17 @@ export interface DeployerOptions {
   fleet: Fleet;
   routes: RouteTable;
   artifacts: ArtifactCache;
+  dependencies: DependencyCache;
   runtimes: RuntimeRegistry;
   clock: Clock;
   logger: Logger;
   maxCodeBytes: number;
   maxMemoryMb: number;
+  /**
+   * Where build output goes besides the deploy's progress: dependency installs print here, as the
+   * function's logs. Takes the function and revision because the deployer builds for many functions.
+   */
+  buildLog?: (functionName: string, revisionId: string, text: string) => void;
 }
 
 /** Spec fields that change what runs inside an instance; the rest (routes, scale, labels) apply live. */
@@ -72,6 +86,7 @@ export class Deployer {
         this.#o.logger.error({ function: fn.name, err: messageOf(err) }, "cannot restore function");
       }
     }
+    await this.#collectDependencies();
   }
 
   deploy(
@@ -126,6 +141,7 @@ export class Deployer {
       await this.#o.fleet.remove(name);
       for (const revision of revisions) await this.#o.artifacts.remove(revision.id);
       this.#o.store.blobs.collectGarbage();
+      await this.#collectDependencies();
     });
   }
 
@@ -206,14 +222,17 @@ export class Deployer {
       );
     }
 
-    const id = revisionId(name, spec, manifest);
+    const depsKey = this.#planDependencies(name, template, manifest)?.key ?? null;
+    const id = revisionId(name, spec, manifest, depsKey);
     if (existing && existing.activeRevision === id) {
       const active = this.#o.store.revisions.get(id);
       if (active) {
+        if (depsKey) progress("dependencies unchanged (cache hit)");
+        const dependencies = depsKey ? { key: depsKey, cached: true } : null;
         const changed = JSON.stringify(existing.spec) !== JSON.stringify(spec);
-        if (!changed) return { function: existing, revision: active, changed: false };
+        if (!changed) return { function: existing, revision: active, changed: false, dependencies };
         const record = this.updateSettings(name, spec);
-        return { function: record, revision: active, changed: true };
+        return { function: record, revision: active, changed: true, dependencies };
       }
     }
 
@@ -227,9 +246,10 @@ export class Deployer {
       status: "ready",
       error: null,
       createdAt: known?.createdAt ?? this.#o.clock.now(),
+      depsKey,
     };
-    const warm = await this.#prove(revision, spec, progress, existing !== undefined);
-    return this.#switchTo(name, spec, revision, existing, warm, progress);
+    const proven = await this.#prove(revision, spec, progress, existing !== undefined);
+    return this.#switchTo(name, spec, revision, existing, proven, progress);
   }
 
   async #rollback(name: string, to?: string): Promise<DeployResult> {
@@ -260,25 +280,30 @@ export class Deployer {
         );
     }
     if (target.id === current.activeRevision) {
-      return { function: current, revision: target, changed: false };
+      const dependencies = target.depsKey ? { key: target.depsKey, cached: true } : null;
+      return { function: current, revision: target, changed: false, dependencies };
     }
     const spec: FunctionSpec = { ...current.spec, ...instanceSpec(target.spec) };
-    const warm = await this.#prove(target, spec, () => {}, true);
-    return this.#switchTo(name, spec, target, current, warm, () => {});
+    const proven = await this.#prove(target, spec, () => {}, true);
+    return this.#switchTo(name, spec, target, current, proven, () => {});
   }
 
-  /** Starts one instance of the revision; a failure is recorded on the revision and thrown. */
+  /**
+   * Installs the revision's dependencies (or finds them cached), prepares its artifact and starts one
+   * instance of it; a failure is recorded on the revision and thrown.
+   */
   async #prove(
     revision: RevisionRecord,
     spec: FunctionSpec,
     progress: Progress,
     keepFailure: boolean,
-  ): Promise<LiveInstance> {
+  ): Promise<{ warm: LiveInstance; dependencies: DependencyUse | null }> {
     try {
       progress(`preparing revision #${revision.number}`);
-      const servable = await this.#servable(revision);
+      const { servable, dependencies } = await this.#prepare(revision, progress);
       progress("starting an instance to check that the handler loads");
-      return await this.#o.fleet.prepare(revision.functionName, spec, servable);
+      const warm = await this.#o.fleet.prepare(revision.functionName, spec, servable);
+      return { warm, dependencies };
     } catch (err) {
       const error =
         err instanceof FuncdError
@@ -305,7 +330,7 @@ export class Deployer {
     spec: FunctionSpec,
     revision: RevisionRecord,
     existing: FunctionRecord | undefined,
-    warm: LiveInstance,
+    { warm, dependencies }: { warm: LiveInstance; dependencies: DependencyUse | null },
     progress: Progress,
   ): Promise<DeployResult> {
     const now = this.#o.clock.now();
@@ -330,12 +355,68 @@ export class Deployer {
     progress(`switching traffic to revision #${revision.number}`);
     this.#o.fleet.activate(name, spec, await this.#servable(ready), warm);
     this.#o.logger.info({ function: name, revision: revision.id, number: revision.number }, "deployed");
-    return { function: record, revision: ready, changed: true };
+    return { function: record, revision: ready, changed: true, dependencies };
   }
 
   async #servable(revision: RevisionRecord): Promise<ServableRevision> {
-    const artifactDir = await this.#o.artifacts.materialize(revision.id, revision.files);
-    return { id: revision.id, number: revision.number, artifactDir };
+    return (await this.#prepare(revision, () => {})).servable;
+  }
+
+  /**
+   * The revision's artifact folder: there already, or written now — after its dependencies are
+   * installed into the shared cache (or found there), whose entry is then linked into the folder.
+   */
+  async #prepare(
+    revision: RevisionRecord,
+    progress: Progress,
+  ): Promise<{ servable: ServableRevision; dependencies: DependencyUse | null }> {
+    let depsDir: string | undefined;
+    let dependencies: DependencyUse | null = null;
+    const plan =
+      revision.depsKey && !this.#o.artifacts.has(revision.id)
+        ? this.#o.dependencies.plan(this.#o.runtimes.get(revision.spec.runtime), revision.files)
+        : null;
+    if (plan) {
+      const log = (text: string) => this.#o.buildLog?.(revision.functionName, revision.id, text);
+      const ensured = await this.#o.dependencies.ensure(plan, {
+        functionName: revision.functionName,
+        onProgress: (message) => {
+          progress(message);
+          log(`funcd: ${message}`);
+        },
+        onLine: (line) => {
+          progress(`installing dependencies: ${line}`);
+          log(line);
+        },
+      });
+      depsDir = ensured.dir;
+      dependencies = { key: ensured.key, cached: ensured.cached };
+    } else if (revision.depsKey) {
+      dependencies = { key: revision.depsKey, cached: true };
+    }
+    const artifactDir = await this.#o.artifacts.materialize(revision.id, revision.files, depsDir);
+    return { servable: { id: revision.id, number: revision.number, artifactDir }, dependencies };
+  }
+
+  #planDependencies(name: string, template: TemplateMeta, manifest: readonly ManifestEntry[]) {
+    try {
+      return this.#o.dependencies.plan(template, manifest);
+    } catch (err) {
+      if (!(err instanceof FuncdError)) throw err;
+      throw new FuncdError(err.code, `Cannot deploy "${name}": ${err.message}`, { cause: err, extra: err.extra });
+    }
+  }
+
+  /** Drops dependency installs no revision uses any more (the cache keeps recent ones a while). */
+  async #collectDependencies(): Promise<void> {
+    const inUse = new Set<string>();
+    for (const fn of this.#o.store.functions.list()) {
+      for (const r of this.#o.store.revisions.listFor(fn.name)) if (r.depsKey) inUse.add(r.depsKey);
+    }
+    await this.#o.dependencies.collectGarbage(inUse).catch((err: unknown) => {
+      // Housekeeping: a failure costs disk space, never a deploy or a delete.
+      this.#o.logger.warn({ err: messageOf(err) }, "could not collect unused dependency installs");
+    });
   }
 
   async #intake(
@@ -389,13 +470,23 @@ function mergeFiles(a: CodeFile[], b: CodeFile[]): CodeFile[] {
   return [...map.values()].sort((x, y) => (x.path < y.path ? -1 : 1));
 }
 
-/** The content hash that names a revision: function, what runs, and every file's hash and mode. */
-export function revisionId(name: string, spec: FunctionSpec, manifest: readonly ManifestEntry[]): string {
+/**
+ * The content hash that names a revision: function, what runs, every file's hash and mode, and the
+ * dependency install's key (so a change in how dependencies resolve is a new revision). Revisions
+ * without dependencies hash as they did before dependencies were installed.
+ */
+export function revisionId(
+  name: string,
+  spec: FunctionSpec,
+  manifest: readonly ManifestEntry[],
+  depsKey: string | null = null,
+): string {
   const hash = createHash("sha256");
   hash.update(JSON.stringify({ name, ...instanceSpec(spec) }));
   for (const f of [...manifest].sort((x, y) => (x.path < y.path ? -1 : 1))) {
     hash.update(`\n${f.path}\0${f.hash}\0${f.mode}`);
   }
+  if (depsKey) hash.update(`\ndeps\0${depsKey}`);
   return hash.digest("hex").slice(0, 20);
 }
 

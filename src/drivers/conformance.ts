@@ -419,6 +419,8 @@ export function runDriverConformance(options: DriverConformanceOptions): void {
 
     test("reconcile", async () => {
       const first = await options.newDriver(() => undefined);
+      // Disposed only when the case ends (or fails): until then it plays the crashed daemon.
+      onTestFinished(() => first.dispose());
       const spec = await specFor("leftover", { "handler.js": HANDLERS.hello });
       const info = await first.start(spec);
       const pids = await localProcesses(info);
@@ -431,7 +433,6 @@ export function runDriverConformance(options: DriverConformanceOptions): void {
       expect(second.list()).toEqual([]);
       // Nothing is left for a third look.
       expect((await second.reconcile()).removed).toBe(0);
-      await first.dispose();
     });
   });
 }

@@ -32,6 +32,8 @@ export interface InstanceSpec {
   artifactDir: string;
   /** `file.export`, e.g. `handler.main`. */
   handler: string;
+  /** How the runtime calls the handler (`FUNCD_HANDLER_STYLE`); the runtime's default is `auto`. */
+  handlerStyle?: "auto" | "kubeless" | "lambda";
   /** The function's own environment; the driver adds the runtime contract variables. */
   env: Record<string, string>;
   memoryMb: number;

@@ -423,6 +423,7 @@ export class Fleet {
       runtime: spec.runtime,
       artifactDir: revision.artifactDir,
       handler: spec.handler,
+      handlerStyle: spec.handlerStyle,
       env: spec.env,
       memoryMb: spec.memory,
       timeoutMs: spec.timeout,

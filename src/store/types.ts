@@ -34,6 +34,11 @@ export interface RevisionRecord {
   status: RevisionStatus;
   error: string | null;
   createdAt: number;
+  /**
+   * Key of the dependency install the revision's artifact links in (`<dataDir>/deps/<key>`); null or
+   * absent when it has none. Keeps the install from garbage collection while the revision exists.
+   */
+  depsKey?: string | null;
 }
 
 export type ExecutionOutcome = "success" | "error" | "timeout" | "crashed" | "oomkilled" | "throttled";

@@ -19,6 +19,7 @@ const RUNTIME = env.FUNCD_RUNTIME || "nodejs20";
 const TIMEOUT_MS = positiveInt("FUNCD_TIMEOUT_MS", 30_000);
 const MEMORY_LIMIT_MB = positiveInt("FUNCD_MEMORY_LIMIT_MB", 256);
 const MEMORY_LIMIT = `${MEMORY_LIMIT_MB}Mi`;
+const HANDLER_STYLE = handlerStyle();
 const LISTEN = parseListen(env.FUNCD_LISTEN || "8080");
 
 // The gateway pools connections to instances; outliving its idle timeout avoids racing a reused socket
@@ -46,7 +47,17 @@ let draining = false;
 tagOutput(process.stdout);
 tagOutput(process.stderr);
 
-const { fn: main, owner } = await loadHandler();
+const { fn: main, owner, exportName, alsoMain } = await loadHandler();
+
+/**
+ * How an invocation reaches the handler and how its result becomes a response, chosen once here so the
+ * per-request path never asks: `prepare` turns the request into the event (throwing when the body cannot
+ * be decoded, answered 400), `call` calls the handler, `send` answers its result.
+ */
+const style =
+  HANDLER_STYLE === "lambda" || (HANDLER_STYLE === "auto" && exportName === "handler" && !alsoMain)
+    ? await lambdaStyle()
+    : { prepare: kubelessEvent, call: callKubeless, send: sendResult };
 
 process.on("uncaughtException", (err) => {
   // The process state is unknown after this; the driver restarts the instance.
@@ -123,56 +134,23 @@ async function invoke(req, res, requestId, path, search) {
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   let timer;
   try {
-    const headers = req.headers;
-    const body = hasBody(headers) ? await readBody(req) : EMPTY;
-    const contentType = headers["content-type"];
-    let data;
+    const body = hasBody(req.headers) ? await readBody(req) : EMPTY;
+    let event;
     try {
-      data = decodeBody(body, contentType, req.method);
+      event = style.prepare(req, res, body, requestId, path, search);
     } catch (err) {
       // Not an invocation: the handler never ran, so it is not counted in the metrics.
       started = -1;
       send(res, 400, PROBLEM, problem(400, "bad-request", "BAD_REQUEST", "Bad request", err.message));
       return;
     }
-    const event = {
-      data,
-      method: req.method,
-      path,
-      query: parseQuery(search),
-      headers,
-      "event-id": headers["event-id"] || requestId,
-      "event-type": headers["event-type"] || contentType || JSON_TYPE,
-      "event-time": headers["event-time"] || new Date().toISOString(),
-      "event-namespace": headers["event-namespace"] || "funcd",
-      ce: {},
-      extensions: { request: req, response: res },
-    };
-    for (const name in headers) {
-      if (name.startsWith("ce-")) {
-        event[name] = headers[name];
-        event.ce[name.slice(3)] = headers[name];
-      }
-    }
-    const context = {
-      "function-name": FUNCTION_NAME,
-      timeout: TIMEOUT_MS / 1000,
-      runtime: RUNTIME,
-      "memory-limit": MEMORY_LIMIT,
-      functionName: FUNCTION_NAME,
-      timeoutMs: TIMEOUT_MS,
-      memoryLimit: MEMORY_LIMIT,
-      requestId,
-      revision: REVISION,
-      getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
-    };
     const timedOut = new Promise((resolve) => {
       timer = setTimeout(resolve, Math.max(0, deadline - Date.now()), TIMED_OUT);
     });
 
     let result;
     try {
-      result = main.call(owner, event, context);
+      result = style.call(event, requestId, deadline);
       if (typeof result?.then === "function") result = await Promise.race([result, timedOut]);
       if (result !== TIMED_OUT && ownsResponse(res)) {
         // The handler answers through extensions.response itself (e.g. a pipe still flowing): leave the
@@ -190,7 +168,7 @@ async function invoke(req, res, requestId, path, search) {
         onTimeout(res);
         return;
       }
-      failed = sendResult(res, result) >= 500;
+      failed = style.send(res, result) >= 500;
     } catch (err) {
       failed = true;
       console.error(`funcd: function "${FUNCTION_NAME}" failed:`, err);
@@ -215,6 +193,82 @@ async function invoke(req, res, requestId, path, search) {
     // handler wrote may have kept it open, and is flushed by now, so the idle connection can go.
     if (--inFlight === 0 && draining && res.writableFinished) server.closeIdleConnections();
   }
+}
+
+/**
+ * The Kubeless event: `data` decoded from the body, the request's parts, the Kubeless and CloudEvents
+ * fields, and the Node request and response as `extensions`.
+ * @param {import("node:http").IncomingMessage} req
+ * @param {import("node:http").ServerResponse} res
+ * @param {Buffer} body
+ * @param {string} requestId
+ * @param {string} path
+ * @param {string} search
+ */
+function kubelessEvent(req, res, body, requestId, path, search) {
+  const headers = req.headers;
+  const contentType = headers["content-type"];
+  const event = {
+    data: decodeBody(body, contentType, req.method),
+    method: req.method,
+    path,
+    query: parseQuery(search),
+    headers,
+    "event-id": headers["event-id"] || requestId,
+    "event-type": headers["event-type"] || contentType || JSON_TYPE,
+    "event-time": headers["event-time"] || new Date().toISOString(),
+    "event-namespace": headers["event-namespace"] || "funcd",
+    ce: {},
+    extensions: { request: req, response: res },
+  };
+  for (const name in headers) {
+    if (name.startsWith("ce-")) {
+      event[name] = headers[name];
+      event.ce[name.slice(3)] = headers[name];
+    }
+  }
+  return event;
+}
+
+/**
+ * @param {unknown} event
+ * @param {string} requestId
+ * @param {number} deadline epoch milliseconds
+ */
+function callKubeless(event, requestId, deadline) {
+  const context = {
+    "function-name": FUNCTION_NAME,
+    timeout: TIMEOUT_MS / 1000,
+    runtime: RUNTIME,
+    "memory-limit": MEMORY_LIMIT,
+    functionName: FUNCTION_NAME,
+    timeoutMs: TIMEOUT_MS,
+    memoryLimit: MEMORY_LIMIT,
+    requestId,
+    revision: REVISION,
+    getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
+  };
+  return main.call(owner, event, context);
+}
+
+/**
+ * The Lambda style lives in its own module, loaded only by functions that use it.
+ * @returns {Promise<{ prepare: typeof kubelessEvent, call: typeof callKubeless, send: typeof sendResult }>}
+ */
+async function lambdaStyle() {
+  const { createLambdaStyle } = await import("./lambda.mjs");
+  const lambda = createLambdaStyle({
+    fn: main,
+    owner,
+    functionName: FUNCTION_NAME,
+    revision: REVISION,
+    memoryLimitMb: MEMORY_LIMIT_MB,
+  });
+  return {
+    prepare: lambda.prepare,
+    call: lambda.call,
+    send: (res, result) => sendShaped(res, lambda.shape(result)),
+  };
 }
 
 /**
@@ -493,7 +547,7 @@ function tagOutput(stream) {
 /**
  * Import the handler module and find its export. Any failure is fatal with exit code 3, which the
  * driver reports as a failed deploy showing this output.
- * @returns {Promise<{ fn: Function, owner: unknown }>}
+ * @returns {Promise<{ fn: Function, owner: unknown, exportName: string, alsoMain: boolean }>}
  */
 async function loadHandler() {
   const dot = HANDLER.lastIndexOf(".");
@@ -519,12 +573,18 @@ async function loadHandler() {
   // Named exports first (ESM, and CommonJS names Node detects); then the default export's members, which
   // is where `module.exports = { main }` and `export default { main }` put them.
   const fallback = ns.default;
+  // Whether the same function is also exported as `main`, which keeps `handler` in the Kubeless style.
+  /** @param {unknown} fn */
+  const isMain = (fn) => ns.main === fn || (fallback != null && Object(fallback).main === fn);
   if (typeof ns[name] === "function") {
     // A CommonJS method keeps module.exports as `this`, as it would when called as exports.main().
-    return { fn: ns[name], owner: fallback?.[name] === ns[name] ? fallback : undefined };
+    const owner = fallback?.[name] === ns[name] ? fallback : undefined;
+    return { fn: ns[name], owner, exportName: name, alsoMain: isMain(ns[name]) };
   }
   if (fallback !== null && (typeof fallback === "object" || typeof fallback === "function")) {
-    if (typeof fallback[name] === "function") return { fn: fallback[name], owner: fallback };
+    if (typeof fallback[name] === "function") {
+      return { fn: fallback[name], owner: fallback, exportName: name, alsoMain: isMain(fallback[name]) };
+    }
   }
   const names = Object.keys(ns).filter((key) => key !== "default");
   if (fallback !== null && typeof fallback === "object") {
@@ -599,6 +659,18 @@ function parseListen(listen) {
     process.exit(1);
   }
   return { port, host };
+}
+
+/**
+ * `FUNCD_HANDLER_STYLE`: how the handler is called (see "Handler styles" in the contract).
+ * @returns {"auto" | "kubeless" | "lambda"}
+ */
+function handlerStyle() {
+  const raw = env.FUNCD_HANDLER_STYLE;
+  if (raw === undefined || raw === "") return "auto";
+  if (raw === "auto" || raw === "kubeless" || raw === "lambda") return raw;
+  process.stderr.write(`funcd: FUNCD_HANDLER_STYLE "${raw}" is not one of auto, kubeless, lambda\n`);
+  process.exit(1);
 }
 
 /**

@@ -38,6 +38,8 @@ interface RuntimeOptions {
   timeoutMs?: number;
   /** Listen here instead of a fresh socket in a fresh temp dir. */
   listen?: string;
+  /** FUNCD_HANDLER_STYLE; unset (auto) when undefined. */
+  style?: string;
 }
 
 const running = new Set<Runtime>();
@@ -61,6 +63,7 @@ function spawnRuntime(options: RuntimeOptions): Runtime {
       FUNCD_RUNTIME: "nodejs20",
       FUNCD_TIMEOUT_MS: String(options.timeoutMs ?? 5_000),
       FUNCD_MEMORY_LIMIT_MB: "128",
+      ...(options.style === undefined ? {} : { FUNCD_HANDLER_STYLE: options.style }),
     },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -129,7 +132,7 @@ let requestCounter = 0;
 
 interface InvokeInit {
   method?: Dispatcher.HttpMethod;
-  headers?: Record<string, string>;
+  headers?: Record<string, string | string[]>;
   body?: string | Buffer;
 }
 
@@ -571,5 +574,201 @@ describe("the Node.js runtime loading and answering", () => {
       }
     }
     expect(status).toBe(200);
+  });
+});
+
+describe("the Node.js runtime in the Lambda style", () => {
+  // `handler.echo` is not named `handler`, so only the explicit style makes it a Lambda handler.
+  let lambda: Runtime;
+  beforeAll(async () => {
+    lambda = await startRuntime({ fixture: "lambda", handler: "handler.echo", style: "lambda" });
+  });
+  afterAll(async () => {
+    await stop(lambda);
+  });
+
+  it("a Lambda-style handler gets a payload 2.0 event", async () => {
+    const before = Date.now();
+    const res = await invoke(lambda, "/orders/42?tag=a&tag=b&q=x%20y&empty=", {
+      method: "POST",
+      headers: {
+        "x-request-id": "rid-lambda-event",
+        "content-type": "application/octet-stream",
+        cookie: "session=abc; theme=dark",
+        "user-agent": "funcd-test/1.0",
+        "x-forwarded-for": "203.0.113.9, 10.0.0.1",
+        "x-multi": ["one", "two"],
+      },
+      body: Buffer.from([0, 1, 255]),
+    });
+    expect(res.status).toBe(200);
+    const { event } = JSON.parse(res.text);
+    expect(event).toMatchObject({
+      version: "2.0",
+      routeKey: "$default",
+      rawPath: "/orders/42",
+      rawQueryString: "tag=a&tag=b&q=x%20y&empty=",
+      cookies: ["session=abc", "theme=dark"],
+      queryStringParameters: { tag: "a,b", q: "x y", empty: "" },
+      requestContext: {
+        accountId: "funcd",
+        apiId: "lambda",
+        domainName: "localhost",
+        domainPrefix: "localhost",
+        http: {
+          method: "POST",
+          path: "/orders/42",
+          protocol: "HTTP/1.1",
+          sourceIp: "203.0.113.9",
+          userAgent: "funcd-test/1.0",
+        },
+        requestId: "rid-lambda-event",
+        routeKey: "$default",
+        stage: "$default",
+      },
+      body: Buffer.from([0, 1, 255]).toString("base64"),
+      isBase64Encoded: true,
+    });
+    expect(event.headers).toMatchObject({ "content-type": "application/octet-stream", "x-multi": "one,two" });
+    // As in AWS's events, the cookies are in `cookies`, not in the headers.
+    expect(event.headers.cookie).toBeUndefined();
+    expect(event.requestContext.time).toMatch(/^\d{2}\/[A-Z][a-z]{2}\/\d{4}:\d{2}:\d{2}:\d{2} \+0000$/);
+    expect(event.requestContext.timeEpoch).toBeGreaterThanOrEqual(before - 1_000);
+  });
+
+  it("a text body arrives as a string, and a bodiless GET has no body, cookies or query", async () => {
+    const post = await invoke(lambda, "/", {
+      headers: { "content-type": "application/json" },
+      body: '{"a":1}',
+    });
+    expect(JSON.parse(post.text).event).toMatchObject({ body: '{"a":1}', isBase64Encoded: false });
+    const { event } = JSON.parse((await invoke(lambda, "/")).text);
+    expect(event).toMatchObject({ rawQueryString: "", isBase64Encoded: false });
+    expect(Object.keys(event)).not.toContain("body");
+    expect(Object.keys(event)).not.toContain("cookies");
+    expect(Object.keys(event)).not.toContain("queryStringParameters");
+  });
+
+  it("a Lambda-style statusCode result sets status, headers and cookies", async () => {
+    const res = await invoke(lambda, "/status");
+    expect(res.status).toBe(201);
+    expect(res.headers["content-type"]).toBe("text/html; charset=utf-8");
+    expect(res.headers["x-custom"]).toBe("yes");
+    // A set-cookie in the headers comes first, then one per entry of `cookies`.
+    expect(res.headers["set-cookie"]).toEqual(["c=3", "a=1; Path=/", "b=2; HttpOnly"]);
+    expect(res.text).toBe("<p>created</p>");
+  });
+
+  it("a Lambda-style statusCode result with isBase64Encoded answers the decoded bytes", async () => {
+    const res = await invoke(lambda, "/base64");
+    expect(res.headers["content-type"]).toBe("image/png");
+    expect([...res.body]).toEqual([0x89, 0x50, 0x4e, 0x47]);
+  });
+
+  it("an object result without statusCode answers JSON", async () => {
+    const res = await invoke(lambda, "/object");
+    expect(res.status).toBe(200);
+    expect(res.headers["content-type"]).toBe("application/json");
+    expect(JSON.parse(res.text)).toEqual({ ok: true, items: [1, 2] });
+  });
+
+  it("a string result is the body as it is, labelled application/json as AWS does", async () => {
+    const res = await invoke(lambda, "/string");
+    expect(res.status).toBe(200);
+    expect(res.headers["content-type"]).toBe("application/json");
+    expect(res.text).toBe("hello from lambda");
+  });
+
+  it("an undefined result answers 200 with an empty body", async () => {
+    const res = await invoke(lambda, "/nothing");
+    expect(res.status).toBe(200);
+    expect(res.text).toBe("");
+  });
+
+  it("the context has awsRequestId, functionName and memoryLimitInMB", async () => {
+    const res = await invoke(lambda, "/", { headers: { "x-request-id": "rid-lambda-context" } });
+    const { context } = JSON.parse(res.text);
+    expect(context).toMatchObject({
+      awsRequestId: "rid-lambda-context",
+      functionName: "lambda",
+      functionVersion: "rev-1",
+      invokedFunctionArn: "arn:funcd:lambda:local:000000000000:function:lambda",
+      memoryLimitInMB: "128",
+      logGroupName: "/funcd/functions/lambda",
+      callbackWaitsForEmptyEventLoop: true,
+    });
+    expect(context.logStreamName).toMatch(/^\d{4}\/\d{2}\/\d{2}\/\[rev-1\][0-9a-f]{32}$/);
+    expect(context.remaining).toBeGreaterThan(4_000);
+    expect(context.remaining).toBeLessThanOrEqual(5_000);
+  });
+
+  it("a Lambda-style handler that throws answers 500 problem+json, its output tagged", async () => {
+    const res = await invoke(lambda, "/throw", { headers: { "x-request-id": "rid-lambda-throw" } });
+    expect(res.status).toBe(500);
+    expect(res.headers["content-type"]).toBe("application/problem+json");
+    expect(JSON.parse(res.text)).toMatchObject({
+      type: "https://funcd.dev/errors#function-error",
+      detail: "TypeError: boom in the lambda",
+      code: "FUNCTION_ERROR",
+    });
+    expect(await waitFor(lambda.stdout, "\x1erid-lambda-throw\x1fabout to throw\n")).toContain(
+      "\x1erid-lambda-throw\x1fabout to throw\n",
+    );
+  });
+});
+
+describe("the Node.js runtime choosing the handler style", () => {
+  afterEach(stopAll);
+
+  it("an export named handler is detected as Lambda style in auto mode", async () => {
+    const runtime = await startRuntime({ fixture: "lambda", handler: "handler.handler" });
+    const res = await invoke(runtime, "/?x=1");
+    expect(JSON.parse(res.text).event).toMatchObject({ version: "2.0", rawQueryString: "x=1" });
+  });
+
+  it("an export named handler that is also exported as main stays Kubeless in auto mode", async () => {
+    const runtime = await startRuntime({ fixture: "lambda-also-main", handler: "handler.handler" });
+    expect(JSON.parse((await invoke(runtime, "/")).text)).toEqual({ kubeless: true, lambda: false });
+  });
+
+  it("FUNCD_HANDLER_STYLE overrides the export's name both ways", async () => {
+    const kubeless = await startRuntime({ fixture: "lambda", handler: "handler.handler", style: "kubeless" });
+    expect(JSON.parse((await invoke(kubeless, "/")).text)).toEqual({
+      style: "kubeless",
+      hasExtensions: true,
+    });
+    const lambda = await startRuntime({
+      fixture: "lambda-also-main",
+      handler: "handler.main",
+      style: "lambda",
+    });
+    expect(JSON.parse((await invoke(lambda, "/")).text)).toEqual({ kubeless: false, lambda: true });
+  });
+
+  it("a callback-style Lambda handler answers", async () => {
+    const runtime = await startRuntime({ fixture: "lambda-callback", handler: "handler.handler" });
+    const res = await invoke(runtime, "/");
+    expect(res.status).toBe(202);
+    expect(res.text).toBe("called back for lambda-callback");
+    const succeeded = await invoke(runtime, "/succeed");
+    expect(succeeded.headers["content-type"]).toBe("application/json");
+    expect(JSON.parse(succeeded.text)).toEqual({ via: "context.succeed" });
+    const failed = await invoke(runtime, "/fail");
+    expect(failed.status).toBe(500);
+    expect(JSON.parse(failed.text)).toMatchObject({ detail: "RangeError: callback failure" });
+  });
+
+  it("a Lambda-style handler past its timeout answers 408 and asks to be recycled", async () => {
+    const runtime = await startRuntime({ fixture: "lambda", handler: "handler.handler", timeoutMs: 300 });
+    const res = await invoke(runtime, "/slow");
+    expect(res.status).toBe(408);
+    expect(res.headers["x-funcd-recycle"]).toBe("1");
+    expect(JSON.parse(res.text)).toMatchObject({ code: "FUNCTION_TIMEOUT" });
+  });
+
+  it("an unknown FUNCD_HANDLER_STYLE exits with code 1 and names the value", async () => {
+    const runtime = spawnRuntime({ fixture: "lambda", style: "openwhisk" });
+    expect((await runtime.exit).code).toBe(1);
+    expect(runtime.stderr()).toContain('FUNCD_HANDLER_STYLE "openwhisk"');
   });
 });

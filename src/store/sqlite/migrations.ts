@@ -86,6 +86,14 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX logs_function_id ON logs (function_name, id);
     `,
   },
+  {
+    version: 2,
+    name: "revision dependency key",
+    up: `
+      -- The key of the dependency install (<dataDir>/deps/<key>) a revision uses; NULL when none.
+      ALTER TABLE revisions ADD COLUMN deps_key TEXT;
+    `,
+  },
 ];
 
 /** The schema version this build of funcd writes. */

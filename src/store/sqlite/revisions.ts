@@ -11,6 +11,7 @@ interface RevisionRow {
   status: string;
   error: string | null;
   created_at: number;
+  deps_key: string | null;
 }
 
 function toRecord(row: RevisionRow): RevisionRecord {
@@ -23,12 +24,14 @@ function toRecord(row: RevisionRow): RevisionRecord {
     status: row.status as RevisionStatus,
     error: row.error,
     createdAt: row.created_at,
+    // Absent rather than null when there is none: a record reads back as it was written.
+    ...(row.deps_key === null ? {} : { depsKey: row.deps_key }),
   };
 }
 
 /** The `revisions` table: immutable snapshots of spec + code manifest, numbered per function. */
 export function sqliteRevisionRepo(db: Database): RevisionRepo {
-  const columns = "id, function_name, number, spec, files, status, error, created_at";
+  const columns = "id, function_name, number, spec, files, status, error, created_at, deps_key";
   const getStmt = db.prepare<[string], RevisionRow>(`SELECT ${columns} FROM revisions WHERE id = ?`);
   const listStmt = db.prepare<[string], RevisionRow>(
     `SELECT ${columns} FROM revisions WHERE function_name = ? ORDER BY number DESC`,
@@ -40,7 +43,7 @@ export function sqliteRevisionRepo(db: Database): RevisionRepo {
   // it in place (e.g. a failed build retried) rather than fail on the primary key.
   const putStmt = db.prepare<[RevisionRow]>(
     `INSERT INTO revisions (${columns})
-     VALUES (@id, @function_name, @number, @spec, @files, @status, @error, @created_at)
+     VALUES (@id, @function_name, @number, @spec, @files, @status, @error, @created_at, @deps_key)
      ON CONFLICT (id) DO UPDATE SET
        function_name = excluded.function_name,
        number = excluded.number,
@@ -48,7 +51,8 @@ export function sqliteRevisionRepo(db: Database): RevisionRepo {
        files = excluded.files,
        status = excluded.status,
        error = excluded.error,
-       created_at = excluded.created_at`,
+       created_at = excluded.created_at,
+       deps_key = excluded.deps_key`,
   );
   const deleteForStmt = db.prepare<[string]>("DELETE FROM revisions WHERE function_name = ?");
 
@@ -73,6 +77,7 @@ export function sqliteRevisionRepo(db: Database): RevisionRepo {
         status: record.status,
         error: record.error,
         created_at: record.createdAt,
+        deps_key: record.depsKey ?? null,
       });
     },
     deleteFor(functionName) {
