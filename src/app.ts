@@ -55,9 +55,10 @@ export interface App {
  * config. Listening is separate (`listen`) so tests can build an app in-process.
  */
 export async function createApp(config: Config, overrides: AppOverrides = {}): Promise<App> {
-  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
-  // The data dir holds the token and the database: only the daemon's user may enter it.
-  chmodSync(config.dataDir, 0o700);
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o711 });
+  // 0711: others may traverse (sandboxed instances run as their own uid and reach their artifact folder
+  // through it) but not list it; the token and the database inside are 0600.
+  chmodSync(config.dataDir, 0o711);
   const logger = overrides.logger ?? createLogger(config.logLevel);
   const clock = overrides.clock ?? systemClock;
   const { token, tokenFile } = ensureToken(config);

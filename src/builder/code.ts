@@ -107,7 +107,7 @@ export async function filesFromArchive(archive: Buffer, limits: IntakeLimits): P
           chunks.push(chunk);
         });
         entry.on("end", () => {
-          files.set(safe, { path: safe, data: Buffer.concat(chunks), mode: (entry.mode ?? 0o644) & 0o755 });
+          files.set(safe, { path: safe, data: Buffer.concat(chunks), mode: normalMode(entry.mode) });
         });
       } catch (err) {
         failure ??= err as FuncdError;
@@ -150,4 +150,12 @@ function checkCount(files: CodeFile[], limits: IntakeLimits): CodeFile[] {
 
 function tooLarge(max: number): never {
   throw new FuncdError("PAYLOAD_TOO_LARGE", `The code is larger than ${max} bytes`);
+}
+
+/**
+ * Function files are readable by everyone who may run them (the sandboxed uid is not the daemon's);
+ * only the executable bits of the upload are kept.
+ */
+function normalMode(mode: number | undefined): number {
+  return 0o644 | ((mode ?? 0) & 0o111);
 }

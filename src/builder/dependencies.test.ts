@@ -1,5 +1,15 @@
 import { createHash } from "node:crypto";
-import { lstatSync, mkdirSync, mkdtempSync, readlinkSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
+import {
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { pino } from "pino";
@@ -31,7 +41,10 @@ function keyOf(template: typeof node, files: Record<string, string>): string | n
 }
 
 const PKG = JSON.stringify({ dependencies: { lodash: "4.17.21" } });
-const LOCK = JSON.stringify({ lockfileVersion: 3, packages: { "node_modules/lodash": { version: "4.17.21" } } });
+const LOCK = JSON.stringify({
+  lockfileVersion: 3,
+  packages: { "node_modules/lodash": { version: "4.17.21" } },
+});
 
 const temps: string[] = [];
 function tempDir(): string {
@@ -46,7 +59,11 @@ afterEach(() => {
 describe("dependency cache keys", () => {
   it("are the same for the same dependency files, whatever else the function has", () => {
     const a = keyOf(node, { "handler.js": "module.exports = { main: () => 1 }", "package.json": PKG });
-    const b = keyOf(node, { "handler.js": "module.exports = { main: () => 2 }", "package.json": PKG, "x.js": "" });
+    const b = keyOf(node, {
+      "handler.js": "module.exports = { main: () => 2 }",
+      "package.json": PKG,
+      "x.js": "",
+    });
     expect(a).toMatch(/^[0-9a-f]{64}$/);
     expect(b).toBe(a);
   });
@@ -145,7 +162,11 @@ describe("install commands and environment", () => {
   });
 
   it("install Python packages into the target folder", () => {
-    const args = pipInstaller.command({ workDir: "/w", targetDir: "/t/.python_packages", present: new Set() });
+    const args = pipInstaller.command({
+      workDir: "/w",
+      targetDir: "/t/.python_packages",
+      present: new Set(),
+    });
     expect(args.slice(1, 7)).toEqual(["-m", "pip", "install", "--target", "/t/.python_packages", "-r"]);
   });
 
@@ -222,7 +243,11 @@ describe("DependencyCache.collectGarbage", () => {
       mkdirSync(path.join(root, name, "node_modules"), { recursive: true });
       utimesSync(path.join(root, name), mtime / 1000, mtime / 1000);
     }
-    const clock = { now: () => now, setTimeout: () => ({ cancel() {} }), setInterval: () => ({ cancel() {} }) };
+    const clock = {
+      now: () => now,
+      setTimeout: () => ({ cancel() {} }),
+      setInterval: () => ({ cancel() {} }),
+    };
     const cache = new DependencyCache({
       root,
       cacheDir: tempDir(),

@@ -158,7 +158,12 @@ export function planDependencies(
     for (const f of manifest) if (f.path === local || f.path.startsWith(prefix)) files.set(f.path, f);
   }
   const chosen = [...files.values()].sort((a, b) => (a.path < b.path ? -1 : 1));
-  return { key: dependencyKey({ runtime: template.runtime, installer, files: chosen }), runtime: template.runtime, installer, files: chosen };
+  return {
+    key: dependencyKey({ runtime: template.runtime, installer, files: chosen }),
+    runtime: template.runtime,
+    installer,
+    files: chosen,
+  };
 }
 
 /** The cache of installed dependencies; see the module comment. */
@@ -307,6 +312,7 @@ export class DependencyCache {
         timeoutMs,
         clock: this.#clock,
         onLine: (line) => {
+          if (line.trim() === "") return;
           lines.push(line);
           options.onLine?.(line);
         },
@@ -346,7 +352,8 @@ export class DependencyCache {
     await mkdir(work, { mode: 0o755 });
     for (const file of files) {
       const data = this.#o.blobs.get(file.hash);
-      if (!data) throw new FuncdError("INTERNAL", `Blob ${file.hash} of ${file.path} is missing from the store`);
+      if (!data)
+        throw new FuncdError("INTERNAL", `Blob ${file.hash} of ${file.path} is missing from the store`);
       const target = path.join(work, file.path);
       await mkdir(path.dirname(target), { recursive: true, mode: 0o755 });
       await writeFile(target, data, { mode: file.mode & 0o755 });

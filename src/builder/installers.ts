@@ -62,7 +62,15 @@ const NPM_OWN_CONFIG = new Set(
 
 function npmCli(): string[] {
   // Run npm with the daemon's own node: no PATH lookup, no shim that reads the daemon's environment.
-  const cli = path.join(path.dirname(process.execPath), "..", "lib", "node_modules", "npm", "bin", "npm-cli.js");
+  const cli = path.join(
+    path.dirname(process.execPath),
+    "..",
+    "lib",
+    "node_modules",
+    "npm",
+    "bin",
+    "npm-cli.js",
+  );
   return existsSync(cli) ? [process.execPath, cli] : ["npm"];
 }
 
@@ -108,7 +116,8 @@ export const npmInstaller: Installer = {
     const pkg = parsePackageJson(content);
     const specs = specsOf(pkg, [...DEPENDENCY_FIELDS, "devDependencies"]);
     return specs.flatMap((spec) => {
-      const local = /^(?:file|link):(.*)$/.exec(spec)?.[1] ?? (/^\.\.?(?:\/|$)/.test(spec) ? spec : undefined);
+      const local =
+        /^(?:file|link):(.*)$/.exec(spec)?.[1] ?? (/^\.\.?(?:\/|$)/.test(spec) ? spec : undefined);
       return local === undefined ? [] : [local];
     });
   },
@@ -181,12 +190,14 @@ function pipReferences(
       if (PIP_PATH_OPTIONS.has(option)) {
         const value = (eq === -1 ? tokens[++i] : token.slice(eq + 1))?.replace(/^file:(?!\/)/, "");
         // An option's value is a path even without a slash (`-r base.txt`), unless it is a URL.
-        const local = value === undefined ? undefined : pipLocalPath(value.includes("/") ? value : `./${value}`);
+        const local =
+          value === undefined ? undefined : pipLocalPath(value.includes("/") ? value : `./${value}`);
         if (local === undefined) continue;
         const file = path.posix.join(base, local);
         out.push(file);
         const nested = PIP_FILE_OPTIONS.has(option) && depth < 8 ? read(file) : undefined;
-        if (nested !== undefined) out.push(...pipReferences(nested, path.posix.dirname(file), read, depth + 1));
+        if (nested !== undefined)
+          out.push(...pipReferences(nested, path.posix.dirname(file), read, depth + 1));
         continue;
       }
       if (token.startsWith("-")) continue;

@@ -403,7 +403,10 @@ export class Deployer {
       return this.#o.dependencies.plan(template, manifest);
     } catch (err) {
       if (!(err instanceof FuncdError)) throw err;
-      throw new FuncdError(err.code, `Cannot deploy "${name}": ${err.message}`, { cause: err, extra: err.extra });
+      throw new FuncdError(err.code, `Cannot deploy "${name}": ${err.message}`, {
+        cause: err,
+        extra: err.extra,
+      });
     }
   }
 

@@ -60,7 +60,9 @@ export const FunctionSpecSchema = z.object({
   handlerStyle: z
     .enum(["auto", "kubeless", "lambda"])
     .default("auto")
-    .describe("kubeless: main(event, context); lambda: AWS payload 2.0 events; auto: lambda when the export is `handler`"),
+    .describe(
+      "kubeless: main(event, context); lambda: AWS payload 2.0 events; auto: lambda when the export is `handler`",
+    ),
   env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string()).default({}),
   memory: z.number().int().min(32).max(65_536).default(256).describe("memory limit in MiB"),
   timeout: duration(30_000, 15 * 60_000).describe("per-invocation timeout"),

@@ -83,7 +83,10 @@ export interface Driver {
   stop(instanceId: string, options?: { graceMs?: number }): Promise<void>;
   /** The instances this driver currently runs. */
   list(): InstanceInfo[];
-  /** Subscribe to instance exits (crashes, OOM kills, stops). Returns an unsubscribe function. */
+  /**
+   * Subscribe to exits nobody asked for (crashes, OOM kills, a runtime that exited by itself); `stop()`
+   * and failed starts emit nothing. Returns an unsubscribe function.
+   */
   onEvent(listener: (event: DriverEvent) => void): () => void;
   /** Remove what a previous daemon run left behind (processes, sockets, cgroups). */
   reconcile(): Promise<{ removed: number }>;

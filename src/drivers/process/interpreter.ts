@@ -8,7 +8,7 @@ import { execFile } from "node:child_process";
 import { constants } from "node:fs";
 import { access, open, realpath } from "node:fs/promises";
 import { basename, delimiter, dirname, join } from "node:path";
-import { FuncdError } from "../../shared/errors.js";
+import { FuncdError, messageOf } from "../../shared/errors.js";
 
 /** A resolved interpreter. */
 export interface Interpreter {
@@ -23,11 +23,12 @@ export interface Interpreter {
   prefix?: string;
 }
 
-/** The first executable called `name` on `PATH`, undefined when there is none. */
-export async function which(
+/** Every executable called `name` on `PATH`, in PATH order. */
+export async function whichAll(
   name: string,
   path = process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin",
-): Promise<string | undefined> {
+): Promise<string[]> {
+  const found: string[] = [];
   for (const dir of path.split(delimiter)) {
     if (dir === "") continue;
     const candidate = join(dir, name);
@@ -35,9 +36,14 @@ export async function which(
       () => true,
       () => false,
     );
-    if (ok) return candidate;
+    if (ok) found.push(candidate);
   }
-  return undefined;
+  return found;
+}
+
+/** The first executable called `name` on `PATH`, undefined when there is none. */
+export async function which(name: string, path?: string): Promise<string | undefined> {
+  return (await whichAll(name, path))[0];
 }
 
 /**
@@ -64,31 +70,49 @@ function run(file: string, args: string[]): Promise<string> {
   });
 }
 
+/** Only shims on PATH: ask the interpreter behind the first one where its real executable is. */
+async function askShim(name: string, shim: string): Promise<string> {
+  const locator = SELF_LOCATORS[name.replace(/[\d.]+$/, "")];
+  if (locator === undefined) return realpath(shim);
+  const reported = await run(shim, locator).then(
+    (out) => out.trim(),
+    (err: unknown) => {
+      throw new FuncdError(
+        "UNKNOWN_RUNTIME",
+        `Interpreter "${name}" (${shim}) cannot be run: ${messageOf(err)}`,
+      );
+    },
+  );
+  if (reported === "") {
+    throw new FuncdError("UNKNOWN_RUNTIME", `Interpreter "${name}" (${shim}) did not report its executable`);
+  }
+  return realpath(reported);
+}
+
 async function locate(name: string): Promise<Interpreter> {
   let path: string;
   if (name === "node" || name === "nodejs") {
     // The daemon's own Node: known to work, and no PATH lookup can pick a different version by surprise.
     path = await realpath(process.execPath);
   } else {
-    const found = await which(name);
-    if (found === undefined) {
+    const found = await whichAll(name);
+    if (found.length === 0) {
       throw new FuncdError(
         "UNKNOWN_RUNTIME",
         `Interpreter "${name}" is not installed: it is not on the daemon's PATH`,
       );
     }
-    path = await realpath(found);
-    const locator = SELF_LOCATORS[name.replace(/[\d.]+$/, "")];
-    if (locator !== undefined && (await isScript(path))) {
-      const reported = (await run(found, locator)).trim();
-      if (reported === "") {
-        throw new FuncdError(
-          "UNKNOWN_RUNTIME",
-          `Interpreter "${name}" (${found}) did not report its executable`,
-        );
+    // The first real binary on PATH, skipping version-manager shims (scripts) ahead of it.
+    let binary: string | undefined;
+    for (const candidate of found) {
+      const real = await realpath(candidate);
+      if (!(await isScript(real))) {
+        binary = real;
+        break;
       }
-      path = await realpath(reported);
     }
+    if (binary === undefined) binary = await askShim(name, found[0] as string);
+    path = binary;
   }
   const binDir = dirname(path);
   const prefix = basename(binDir) === "bin" ? dirname(binDir) : binDir;

@@ -71,6 +71,7 @@ export function buildLaunch({ spec, template, sandbox, paths, uid, cgroup }: Lau
     FUNCD_RUNTIME: spec.runtime,
     FUNCD_TIMEOUT_MS: String(spec.timeoutMs),
     FUNCD_MEMORY_LIMIT_MB: String(spec.memoryMb),
+    ...(spec.handlerStyle ? { FUNCD_HANDLER_STYLE: spec.handlerStyle } : {}),
   };
   // bwrap sets the working dir itself (--chdir); without it the function's folder is the working dir.
   return { argv, env, cwd: sandboxed ? "/" : spec.artifactDir };
