@@ -68,6 +68,20 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
   const metrics = new DaemonMetrics();
   const logs = new LogHub(store.logs, clock, { logger });
   const recorder = new ExecutionRecorder(store.executions, clock, { logger });
+  // Retention: executions are pruned by age and count per function so the store does not grow without bound.
+  const pruneExecutions = () => {
+    try {
+      const removed = store.executions.prune(
+        clock.now() - config.executionRetentionMs,
+        config.executionsPerFunction,
+      );
+      if (removed > 0) logger.debug({ removed }, "pruned execution records");
+    } catch (err) {
+      logger.error({ err }, "pruning execution records failed");
+    }
+  };
+  pruneExecutions();
+  const pruner = clock.setInterval(pruneExecutions, 60_000);
   const runtimes = new RuntimeRegistry(config.templatesDir);
   const artifacts = new ArtifactCache(path.join(config.dataDir, "artifacts"), store.blobs);
   const dependencies = new DependencyCache({
@@ -175,6 +189,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
       await driver.dispose();
       server.closeAllConnections?.();
       await closing;
+      pruner.cancel();
       recorder.close();
       logs.close();
       store.close();

@@ -7,6 +7,7 @@ import { dashboardPage } from "../dashboard/page.js";
 import type { DaemonMetrics } from "../observability/metrics.js";
 import { FuncdError } from "../shared/errors.js";
 import { installProblemHandlers } from "./errors.js";
+import { executionRoutes } from "./executions.js";
 import { type FunctionRoutesDeps, functionRoutes } from "./functions.js";
 
 export interface ApiDeps extends FunctionRoutesDeps {
@@ -87,4 +88,5 @@ export async function registerApi(app: FastifyInstance, deps: ApiDeps): Promise<
   );
 
   await app.register(functionRoutes(deps));
+  await app.register(executionRoutes({ store: deps.store, logs: deps.logs, now: () => Date.now() }));
 }

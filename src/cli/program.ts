@@ -7,6 +7,7 @@ import { registerServer } from "./server.js";
 import { register as deleteVerb } from "./verbs/delete.js";
 import { register as deploy } from "./verbs/deploy.js";
 import { register as describe } from "./verbs/describe.js";
+import { register as executions } from "./verbs/executions.js";
 import { register as invoke } from "./verbs/invoke.js";
 import { register as list } from "./verbs/list.js";
 import { register as logs } from "./verbs/logs.js";
@@ -17,7 +18,20 @@ import { register as scale } from "./verbs/scale.js";
 import { register as up } from "./verbs/up.js";
 
 /** In the order `funcd --help` lists them: the write → deploy → invoke loop first. */
-const VERBS = [newVerb, deploy, up, invoke, list, describe, logs, revisions, rollback, scale, deleteVerb];
+const VERBS = [
+  newVerb,
+  deploy,
+  up,
+  invoke,
+  list,
+  describe,
+  logs,
+  executions,
+  revisions,
+  rollback,
+  scale,
+  deleteVerb,
+];
 
 const EXAMPLES = `
 Examples:

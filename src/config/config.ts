@@ -47,6 +47,14 @@ export const ConfigSchema = z.object({
   coldStartWaitMs: z.coerce.number().int().positive().default(30_000),
   /** How often idle instances are health-checked (0: never). */
   healthCheckIntervalMs: z.coerce.number().int().min(0).default(10_000),
+  /** Execution records older than this are pruned (ms; default 7 days). */
+  executionRetentionMs: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(7 * 24 * 3_600_000),
+  /** At most this many execution records are kept per function. */
+  executionsPerFunction: z.coerce.number().int().positive().default(10_000),
   /** Log lines kept per function. */
   logsPerFunction: z.coerce.number().int().positive().default(5000),
   /** Stack file deployed at start-up (`funcd server --up funcd.yaml`). */

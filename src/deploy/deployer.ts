@@ -53,6 +53,8 @@ function instanceSpec(spec: FunctionSpec) {
     env: spec.env,
     memory: spec.memory,
     timeout: spec.timeout,
+    // Only when not the default, so revisions deployed before the field existed keep their ids.
+    ...(spec.handlerStyle && spec.handlerStyle !== "auto" ? { handlerStyle: spec.handlerStyle } : {}),
   };
 }
 
@@ -167,7 +169,10 @@ export class Deployer {
 
   async #deploy(request: DeployRequest, progress: Progress, mustCreate = false): Promise<DeployResult> {
     // The request was parsed by the schema at the edge (API or stack file); durations are already ms here.
-    const { files, archive, ...spec } = request;
+    const { files, archive, ...requested } = request;
+    // Aliases (python, python312, …) are stored under the template's own runtime name, so every part
+    // of funcd — drivers included — sees one name per runtime.
+    const spec: FunctionSpec = { ...requested, runtime: this.#o.runtimes.get(requested.runtime).runtime };
     const name = spec.name;
     const existing = this.#o.store.functions.get(name);
     if (mustCreate && existing) {

@@ -73,6 +73,7 @@ export class Gateway {
     const requestId = given ? incomingId : randomUUID();
     // Clients may reuse request ids; execution ids must be unique.
     const executionId = given ? randomUUID() : requestId;
+    const ids = { executionId, requestId };
     res.setHeader("x-request-id", requestId);
     res.setHeader("x-funcd-execution-id", executionId);
     if (req.headers["x-call-id"]) res.setHeader("x-call-id", requestId);
@@ -93,7 +94,7 @@ export class Gateway {
     const declared = Number(req.headers["content-length"] ?? 0);
     if (declared > this.#o.maxBodyBytes) {
       req.resume();
-      this.#finish(req, res, name, started, executionId, null, false, {
+      this.#finish(req, res, name, started, ids, null, false, {
         error: tooLarge(declared, this.#o.maxBodyBytes),
       });
       return;
@@ -113,7 +114,7 @@ export class Gateway {
       lease = got instanceof Promise ? await got : got;
     } catch (err) {
       req.resume();
-      this.#finish(req, res, name, started, executionId, null, false, { error: err });
+      this.#finish(req, res, name, started, ids, null, false, { error: err });
       return;
     }
 
@@ -121,7 +122,7 @@ export class Gateway {
     const upstream = instance.upstream;
     if (!upstream) {
       lease.release();
-      this.#finish(req, res, name, started, executionId, lease, false, {
+      this.#finish(req, res, name, started, ids, lease, false, {
         error: new FuncdError("FUNCTION_UNAVAILABLE", `Instance ${instance.id} has no connection`, {
           retryAfter: 1,
         }),
@@ -165,28 +166,59 @@ export class Gateway {
       if (answer.headers["x-funcd-recycle"]) outcome = { recycle: true };
       res.writeHead(answer.statusCode, responseHeaders(answer.headers));
       let responseBytes = 0;
+      // A runtime's own error answers (500 thrown, 408 timeout) are problem+json: keep their start so the
+      // execution record can say what went wrong. Successful answers are never looked at.
+      const problem: Buffer[] | null =
+        answer.statusCode >= 400 && String(answer.headers["content-type"] ?? "").includes("problem+json")
+          ? []
+          : null;
       answer.body.on("data", (chunk: Buffer) => {
         responseBytes += chunk.length;
+        if (problem && responseBytes <= 8192) problem.push(chunk);
       });
       await pipeline(answer.body, res);
       lease.release(outcome);
-      this.#finish(req, res, name, started, executionId, lease, true, {
+      this.#finish(req, res, name, started, ids, lease, true, {
         status: answer.statusCode,
         requestBytes,
         responseBytes,
         recycled: outcome.recycle === true,
+        ...(problem ? { errorText: problemDetail(problem) } : {}),
       });
     } catch (err) {
-      const error = overLimit
+      let error = overLimit
         ? tooLarge(requestBytes, limit)
         : this.#upstreamError(err, name, instance.id, timeoutMs);
       if (error.code === "GATEWAY_TIMEOUT") outcome = { kill: true };
       else if (error.code === "FUNCTION_CRASHED") outcome = { broken: true };
       lease.release(outcome);
-      this.#finish(req, res, name, started, executionId, lease, false, { error, requestBytes });
+      if (error.code === "FUNCTION_CRASHED") error = await this.#explainCrash(error, name, instance.id);
+      this.#finish(req, res, name, started, ids, lease, false, { error, requestBytes });
     } finally {
       res.off("close", onClose);
     }
+  }
+
+  /** Waits briefly for the instance's exit report so the answer can say OOMKilled rather than "crashed". */
+  async #explainCrash(error: FuncdError, name: string, instanceId: string): Promise<FuncdError> {
+    const exit = await this.#o.fleet.exitOf(instanceId, 500);
+    if (!exit) return error;
+    if (exit.reason === "OOMKilled") {
+      return new FuncdError(
+        "FUNCTION_CRASHED",
+        `Function "${name}" was killed for going over its memory limit (OOMKilled); instance ${instanceId} will be replaced`,
+        { extra: { reason: "OOMKilled" } },
+      );
+    }
+    const how =
+      exit.code !== null ? `exit code ${exit.code}` : exit.signal ? `signal ${exit.signal}` : exit.reason;
+    return new FuncdError(
+      "FUNCTION_CRASHED",
+      `Function "${name}" crashed while handling the request (${how}); it is restarted`,
+      {
+        extra: { reason: exit.reason },
+      },
+    );
   }
 
   #upstreamError(err: unknown, name: string, instanceId: string, timeoutMs: number): FuncdError {
@@ -211,19 +243,20 @@ export class Gateway {
     res: ServerResponse,
     name: string,
     started: number,
-    executionId: string,
+    ids: { executionId: string; requestId: string },
     lease: Lease | null,
     ok: boolean,
     detail: {
       status?: number;
       error?: unknown;
+      errorText?: string | null;
       requestBytes?: number;
       responseBytes?: number;
       recycled?: boolean;
     },
   ): void {
     let status = detail.status ?? 500;
-    let errorText: string | null = null;
+    let errorText: string | null = detail.errorText ?? null;
     if (!ok) {
       const error =
         detail.error instanceof FuncdError
@@ -240,7 +273,7 @@ export class Gateway {
     this.#o.metrics.invocations.inc({ function: name, code: String(status) });
     this.#o.metrics.duration.observe({ function: name }, durationMs / 1000);
     this.#o.recorder.record({
-      id: executionId,
+      id: ids.executionId,
       functionName: name,
       revisionId: lease?.instance.revisionId ?? null,
       trigger: "http",
@@ -253,13 +286,24 @@ export class Gateway {
       error: errorText,
       requestBytes: detail.requestBytes ?? 0,
       responseBytes: detail.responseBytes ?? 0,
+      requestId: ids.requestId,
     });
+  }
+}
+
+function problemDetail(chunks: Buffer[]): string | null {
+  try {
+    const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as { detail?: unknown; title?: unknown };
+    return typeof body.detail === "string" ? body.detail : typeof body.title === "string" ? body.title : null;
+  } catch {
+    return null;
   }
 }
 
 function outcomeOf(status: number, error: unknown): ExecutionOutcome {
   if (error instanceof FuncdError) {
-    if (error.code === "FUNCTION_CRASHED") return "crashed";
+    if (error.code === "FUNCTION_CRASHED")
+      return error.extra.reason === "OOMKilled" ? "oomkilled" : "crashed";
     if (error.code === "GATEWAY_TIMEOUT") return "timeout";
     if (error.status === 429 || error.status === 503) return "throttled";
   }

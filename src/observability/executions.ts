@@ -14,7 +14,11 @@ export class ExecutionRecorder {
 
   readonly #logger: Logger | undefined;
 
-  constructor(repo: ExecutionRepo, clock: Clock, options: { logger?: Logger; flushEveryMs?: number; maxPending?: number } = {}) {
+  constructor(
+    repo: ExecutionRepo,
+    clock: Clock,
+    options: { logger?: Logger; flushEveryMs?: number; maxPending?: number } = {},
+  ) {
     const { flushEveryMs = 250, maxPending = 10_000 } = options;
     this.#repo = repo;
     this.#logger = options.logger;

@@ -127,6 +127,9 @@ export class Fleet {
   readonly #health: { cancel(): void } | null;
   #counter = 0;
   #disposed = false;
+  /** Recent unrequested exits by instance id, so the gateway can say why a request's instance died. */
+  readonly #recentExits = new Map<string, LastExit>();
+  readonly #exitWaiters = new Map<string, ((exit: LastExit) => void)[]>();
 
   constructor(options: FleetOptions) {
     this.#o = options;
@@ -318,6 +321,32 @@ export class Fleet {
       cancel?.once("abort", onAbort);
       unit.waiters.push(waiter);
       this.#wantMore(unit);
+    });
+  }
+
+  /**
+   * Why an instance exited, waiting up to `waitMs` for the driver's event (a
+   * request usually sees its connection drop a moment before the exit is
+   * reported). Undefined when it did not exit (or not within the wait).
+   */
+  exitOf(instanceId: string, waitMs: number): Promise<LastExit | undefined> {
+    const known = this.#recentExits.get(instanceId);
+    if (known) return Promise.resolve(known);
+    return new Promise((resolve) => {
+      const timer = this.#o.clock.setTimeout(() => {
+        const list = this.#exitWaiters.get(instanceId) ?? [];
+        const at = list.indexOf(done);
+        if (at >= 0) list.splice(at, 1);
+        if (list.length === 0) this.#exitWaiters.delete(instanceId);
+        resolve(undefined);
+      }, waitMs);
+      const done = (exit: LastExit) => {
+        timer.cancel();
+        resolve(exit);
+      };
+      const list = this.#exitWaiters.get(instanceId) ?? [];
+      list.push(done);
+      this.#exitWaiters.set(instanceId, list);
     });
   }
 
@@ -662,6 +691,14 @@ export class Fleet {
     const instance = this.#byInstance.get(event.instanceId);
     if (!instance) return;
     this.#forget(instance);
+    const exit: LastExit = { ...event.exit, instanceId: instance.id, at: this.#o.clock.now() };
+    this.#recentExits.set(instance.id, exit);
+    if (this.#recentExits.size > 1000) {
+      const oldest = this.#recentExits.keys().next().value;
+      if (oldest !== undefined) this.#recentExits.delete(oldest);
+    }
+    for (const notify of this.#exitWaiters.get(instance.id) ?? []) notify(exit);
+    this.#exitWaiters.delete(instance.id);
     const unit = this.#units.get(event.functionName);
     this.#o.metrics.instanceExits.inc({ function: event.functionName, reason: event.exit.reason });
     const how = `${event.exit.reason}${event.exit.code === null ? "" : ` (exit code ${event.exit.code})`}${event.exit.signal ? ` (signal ${event.exit.signal})` : ""}`;
@@ -672,7 +709,7 @@ export class Fleet {
     );
     // Crashes of an old revision's draining instances say nothing about the revision that serves now.
     if (!unit || instance.revisionId !== unit.revision?.id) return;
-    this.#recordCrash(unit, { ...event.exit, instanceId: instance.id, at: this.#o.clock.now() });
+    this.#recordCrash(unit, exit);
     this.#publishGauges(unit);
   }
 

@@ -57,6 +57,8 @@ export interface ExecutionRecord {
   error: string | null;
   requestBytes: number;
   responseBytes: number;
+  /** The request id the function saw; its log lines carry it. */
+  requestId: string | null;
 }
 
 export interface StoredLogLine {
@@ -113,6 +115,8 @@ export interface ExecutionRepo {
   /** Newest first. */
   query(query: ExecutionQuery): ExecutionRecord[];
   deleteFor(functionName: string): number;
+  /** Retention: drop records started before `olderThan`, then keep at most `keepPerFunction` per function. */
+  prune(olderThan: number, keepPerFunction: number): number;
 }
 
 export interface LogQuery {

@@ -83,7 +83,10 @@ class _TaggedStream(io.TextIOBase):
         view = memoryview(self._pending)
         try:
             while view:
-                view = view[os.write(self._fd, view) :]
+                try:
+                    view = view[os.write(self._fd, view) :]
+                except BlockingIOError:
+                    select.select([], [self._fd], [], 1)  # a non-blocking pipe that is full: wait
         except OSError:
             pass  # Nobody reads the pipe any more: nothing useful can be done with the output.
         finally:
@@ -430,7 +433,8 @@ def _load_handler():
         _fatal(f'Cannot load handler "{HANDLER}": importing {path} failed{hint}', err)
     fn = getattr(module, name, None)
     if callable(fn):
-        return fn
+        # Whether the same function is also the module's `main`, which keeps `handler` Kubeless (auto style).
+        return fn, name, getattr(module, "main", None) is fn
     what = "is missing" if not hasattr(module, name) else f"is not callable (it is a {type(fn).__name__})"
     names = sorted(
         key
@@ -479,23 +483,33 @@ def _call_shape(fn):
 # One invocation.
 
 
+class Incoming:
+    """One request as read off a connection: what a handler style builds its event from."""
+
+    __slots__ = (
+        "method", "path", "search", "version", "headers", "raw_headers", "body", "peer", "request_id",
+        "started", "deadline",
+    )  # fmt: skip
+
+
 class _Call:
-    __slots__ = ("result", "error", "future", "finished", "timed_out")
+    """The handler's outcome, filled in by its worker thread."""
+
+    __slots__ = ("result", "error", "finished", "timed_out")
 
     def __init__(self):
         self.result = None
         self.error = None
-        self.future = None
         self.finished = False
         self.timed_out = False
 
 
 def _run_handler(call, args):
-    """The worker thread: call the handler, await it if it returned an awaitable."""
+    """The worker thread: call the handler, and await it when it returns an awaitable."""
     try:
-        result = MAIN(*args)
+        result = MAIN(*args[:MAIN_ARITY])
         if hasattr(result, "__await__"):
-            result = _await(result, call)
+            result = _await(result)
         call.result = result
     except BaseException as err:  # noqa: BLE001 -- whatever the handler raises is its failure
         call.error = err
@@ -522,15 +536,14 @@ def _event_loop():
     return _loop
 
 
-def _await(awaitable, call):
+def _await(awaitable):
     import asyncio
 
     async def run():
         return await awaitable
 
     # The task copies this thread's context, so the handler's output is tagged like a sync handler's.
-    call.future = asyncio.run_coroutine_threadsafe(run(), _event_loop())
-    return call.future.result()
+    return asyncio.run_coroutine_threadsafe(run(), _event_loop()).result()
 
 
 def _report(err):
@@ -553,25 +566,61 @@ def _format_error(err):
     return "".join(traceback.format_exception(type(err), err, tb))
 
 
-def _invoke(method, path, search, headers, body, request_id):
-    """Build event and context, call the handler, map its result. Returns (status, headers, body,
-    counted): counted is False when the handler never ran (a bad request)."""
-    content_type = headers.get("content-type")
+def _invoke(req):
+    """Build the handler's arguments, call it, map its result. Returns (status, headers, body, counted):
+    counted is False when the handler never ran (a body that cannot be decoded)."""
     try:
-        data = _decode_body(body, content_type, method)
+        args, response = PREPARE(req)
     except ValueError as err:
         return (*_problem(400, "bad-request", "BAD_REQUEST", "Bad request", str(err)), False)
-    query = _parse_query(search)
+    call = _Call()
+    # The worker runs in a copy of this thread's context, so the handler's output is tagged.
+    worker = threading.Thread(
+        target=contextvars.copy_context().run, args=(_run_handler, call, args), daemon=True
+    )
+    worker.start()
+    worker.join(max(0.0, req.deadline - time.monotonic()))
+    if not call.finished:
+        # A thread cannot be stopped (nor, per the contract, is a coroutine): the handler is abandoned,
+        # and the gateway replaces the instance.
+        call.timed_out = True
+        detail = f'Function "{FUNCTION_NAME}" did not finish within its timeout of {TIMEOUT_MS} ms'
+        status, out, payload = _problem(
+            408, "function-timeout", "FUNCTION_TIMEOUT", "Function timed out", detail
+        )
+        out.append(("x-funcd-recycle", "1"))
+        return status, out, payload, True
+    if call.error is None:
+        try:
+            return (*SHAPE(call.result, response), True)
+        except Exception as err:  # noqa: BLE001 -- an unsendable result is the function's failure
+            call.error = err
+            _report(err)
+    return (*_function_error(call.error), True)
+
+
+def _function_error(err):
+    detail = f"{type(err).__name__}: {err}"
+    return _problem(500, "function-error", "FUNCTION_ERROR", "The function threw an error", detail)
+
+
+def _kubeless_args(req):
+    """The Kubeless event and context (see "Kubeless style" in the contract), and the response object."""
+    headers = req.headers
+    content_type = headers.get("content-type")
+    data = _decode_body(req.body, content_type, req.method)
+    query = _parse_query(req.search)
     response = Response()
+    request = Request(req.method, req.path, req.search, headers, query, req.body)
     event = Event(
         data=data,
-        method=method,
-        path=path,
+        method=req.method,
+        path=req.path,
         query=query,
         headers=headers,
-        extensions={"request": Request(method, path, search, headers, query, body), "response": response},
+        extensions={"request": request, "response": response},
     )
-    event["event-id"] = headers.get("event-id") or request_id
+    event["event-id"] = headers.get("event-id") or req.request_id
     event["event-type"] = headers.get("event-type") or content_type or JSON_TYPE
     event["event-time"] = headers.get("event-time") or _iso_now()
     event["event-namespace"] = headers.get("event-namespace") or "funcd"
@@ -582,35 +631,9 @@ def _invoke(method, path, search, headers, body, request_id):
             ce[name[3:]] = value
     event["ce"] = ce
     context = Context(BASE_CONTEXT)
-    context["request_id"] = context["requestId"] = request_id
-    object.__setattr__(context, "_deadline", time.monotonic() + TIMEOUT_MS / 1000)
-
-    call = _Call()
-    args = (event, context)[:MAIN_ARITY]
-    worker = threading.Thread(
-        target=contextvars.copy_context().run, args=(_run_handler, call, args), daemon=True
-    )
-    worker.start()
-    worker.join(max(0.0, context._deadline - time.monotonic()))
-    if not call.finished:
-        # The thread cannot be stopped: it is abandoned, and the gateway replaces the instance. A
-        # coroutine can be cancelled, which frees what it holds in the meantime.
-        call.timed_out = True
-        if call.future is not None:
-            call.future.cancel()
-        detail = f'Function "{FUNCTION_NAME}" did not finish within its timeout of {TIMEOUT_MS} ms'
-        status, out, payload = _problem(408, "function-timeout", "FUNCTION_TIMEOUT", "Function timed out", detail)
-        out.append(("x-funcd-recycle", "1"))
-        return status, out, payload, True
-    if call.error is None:
-        try:
-            return (*_result_to_http(call.result, response), True)
-        except Exception as err:  # noqa: BLE001 -- an unsendable result is the function's failure
-            call.error = err
-            _report(err)
-    err = call.error
-    detail = f"{type(err).__name__}: {err}"
-    return (*_problem(500, "function-error", "FUNCTION_ERROR", "The function threw an error", detail), True)
+    context["request_id"] = context["requestId"] = req.request_id
+    object.__setattr__(context, "_deadline", req.deadline)
+    return (event, context), response
 
 
 def _problem(status, slug, code, title, detail):
@@ -637,7 +660,8 @@ def _result_to_http(result, response):
         extra = result.get("headers")
         if isinstance(extra, dict):
             headers.update(extra)
-        return _shaped(result["statusCode"], headers, result.get("body"), result.get("isBase64Encoded") is True)
+        is_base64 = result.get("isBase64Encoded") is True
+        return _shaped(result["statusCode"], headers, result.get("body"), is_base64)
     if isinstance(result, tuple) and len(result) in (2, 3) and _is_int(result[1]):
         if len(result) == 3 and isinstance(result[2], dict):
             headers.update(result[2])
@@ -849,6 +873,8 @@ class _HttpError(Exception):
 #: Characters of an HTTP token; `name.translate(None, _TOKEN)` leaves whatever is not one.
 _TOKEN = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _HEX = b"0123456789abcdefABCDEF"
+KEEP_ALIVE = b"connection: keep-alive\r\nkeep-alive: timeout=%d\r\n\r\n" % KEEP_ALIVE_TIMEOUT_S
+CLOSE = b"connection: close\r\n\r\n"
 # Duplicates of these are dropped and `cookie` is joined with "; ", as Node's IncomingMessage does.
 _SINGLE_HEADERS = frozenset((
     "age", "authorization", "content-length", "content-type", "etag", "expires", "from", "host",
@@ -871,8 +897,9 @@ def _read_line(rfile, budget):
     return line
 
 
-def _read_head(rfile, sock):
-    """(method, target, version, headers, close) of the next request; None at a clean end of stream."""
+def _read_head(rfile, sock, peer):
+    """The next request, without its body, and whether the client asked to close the connection after
+    it; None at a clean end of stream."""
     budget = MAX_HEAD_BYTES
     line = _read_line(rfile, budget)
     while line in (b"\r\n", b"\n"):  # RFC 9112: tolerate empty lines before a request
@@ -887,7 +914,9 @@ def _read_head(rfile, sock):
     if version not in (b"HTTP/1.1", b"HTTP/1.0"):
         raise _HttpError(505 if version.startswith(b"HTTP/") else 400)
     _set_busy(sock, True)
+    started = time.monotonic()
     headers = Headers()
+    raw_headers = []
     while True:
         line = _read_line(rfile, budget)
         budget -= len(line)
@@ -901,6 +930,7 @@ def _read_head(rfile, sock):
             raise _HttpError(400)  # includes obsolete line folding, which RFC 9112 lets us reject
         name = name.decode("latin-1").lower()
         value = value.strip(b" \t").decode("latin-1")
+        raw_headers.append((name, value))
         previous = dict.get(headers, name)
         if previous is None:
             dict.__setitem__(headers, name, [value] if name == "set-cookie" else value)
@@ -912,7 +942,18 @@ def _read_head(rfile, sock):
             dict.__setitem__(headers, name, previous + ("; " if name == "cookie" else ", ") + value)
     tokens = headers.get("connection", "").lower()
     close = "close" in tokens if version == b"HTTP/1.1" else "keep-alive" not in tokens
-    return method.decode("latin-1"), target.decode("latin-1"), version, headers, close
+    req = Incoming()
+    req.method = method.decode("latin-1")
+    target = target.decode("latin-1")
+    q = target.find("?")
+    req.path, req.search = (target, "") if q == -1 else (target[:q], target[q + 1 :])
+    req.version = version.decode("latin-1")
+    req.headers = headers
+    req.raw_headers = raw_headers
+    req.peer = peer
+    req.started = started
+    req.deadline = started + TIMEOUT_MS / 1000
+    return req, close
 
 
 def _read_body(rfile, sock, version, headers):
@@ -928,7 +969,7 @@ def _read_body(rfile, sock, version, headers):
     if te is None and not (length.isascii() and length.isdigit()):
         raise _HttpError(400)
     expect = headers.get("expect")
-    if expect is not None and version == b"HTTP/1.1":
+    if expect is not None and version == "HTTP/1.1":
         if expect.lower() != "100-continue":
             raise _HttpError(417)
         sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -975,24 +1016,24 @@ def _header_line(name, value):
         raise ValueError(f'Invalid character in header content ["{name}"]') from None
 
 
-def _head_bytes(status, headers, body, keep_alive, head_only):
+def _head_bytes(status, headers, body, keep_alive):
     lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}\r\n".encode()]
     lines.extend(_header_line(name, value) for name, value in headers)
     if status >= 200 and status not in (204, 304):
         lines.append(b"content-length: %d\r\n" % len(body))
     lines.append(b"date: " + _http_date() + b"\r\n")
-    lines.append(b"connection: keep-alive\r\nkeep-alive: timeout=65\r\n\r\n" if keep_alive else b"connection: close\r\n\r\n")
+    lines.append(KEEP_ALIVE if keep_alive else CLOSE)
     return b"".join(lines)
 
 
 def _send(sock, status, headers, body, keep_alive, head_only):
     try:
-        head = _head_bytes(status, headers, body, keep_alive, head_only)
+        head = _head_bytes(status, headers, body, keep_alive)
     except ValueError as err:
         # A header the handler set cannot be sent; report it as the function's failure.
         _report(err)
-        status, headers, body = _problem(500, "function-error", "FUNCTION_ERROR", "The function threw an error", f"{type(err).__name__}: {err}")
-        head = _head_bytes(status, headers, body, keep_alive, head_only)
+        status, headers, body = _function_error(err)
+        head = _head_bytes(status, headers, body, keep_alive)
     if head_only or status in (204, 304) or not body:
         sock.sendall(head)
     elif len(body) < 65536:
@@ -1010,7 +1051,7 @@ def _set_busy(sock, busy):
             _all_idle.notify_all()
 
 
-def _serve_connection(sock):
+def _serve_connection(sock, peer):
     """One keep-alive connection: requests one after another, until either side closes it."""
     with _state_lock:
         if _draining:
@@ -1021,21 +1062,22 @@ def _serve_connection(sock):
     try:
         while True:
             try:
-                head = _read_head(rfile, sock)
+                head = _read_head(rfile, sock, peer)
                 if head is None:
                     return
-                method, target, version, headers, close = head
-                body = _read_body(rfile, sock, version, headers)
+                req, close = head
+                req.body = _read_body(rfile, sock, req.version, req.headers)
             except _HttpError as err:
-                reason = REASONS.get(err.status, "Bad Request")
-                sock.sendall(f"HTTP/1.1 {err.status} {reason}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n".encode())
+                reason = REASONS.get(err.status, "Bad Request").encode()
+                sock.sendall(b"HTTP/1.1 %d %s\r\ncontent-length: 0\r\n%s" % (err.status, reason, CLOSE))
                 return
-            keep_alive = _handle(sock, method, target, version, headers, body) and not close
+            _handle(sock, req, not close)
             _set_busy(sock, False)
-            if not keep_alive or _draining:
+            if close or _draining:
                 return
-    except (OSError, ValueError):
-        pass  # the peer went away (or timed out idle): nothing to answer
+    except (OSError, ValueError, OverflowError, MemoryError):
+        # The peer went away or timed out idle, or announced a body too big to hold: nothing to answer.
+        pass
     finally:
         with _state_lock:
             _connections.pop(sock, None)
@@ -1044,40 +1086,37 @@ def _serve_connection(sock):
         sock.close()
 
 
-def _handle(sock, method, target, version, headers, body):
-    """Answer one request; returns whether the connection may stay open."""
-    started = time.perf_counter()
-    q = target.find("?")
-    path, search = (target, "") if q == -1 else (target[:q], target[q + 1 :])
+def _handle(sock, req, keep_alive):
+    """Answer one request: the server's own endpoints, or an invocation."""
+    headers = req.headers
     given_id = headers.get("x-request-id")
-    head_only = method == "HEAD"
+    head_only = req.method == "HEAD"
     # The gateway always marks invocations, so a function can serve /healthz and /metrics itself.
-    if method == "GET" and headers.get("x-funcd-invoke") != "1" and path in ("/healthz", "/metrics"):
+    if req.method == "GET" and headers.get("x-funcd-invoke") != "1" and req.path in ("/healthz", "/metrics"):
         out = [] if given_id is None else [("x-request-id", given_id)]
-        if path == "/healthz":
+        if req.path == "/healthz":
             out.append(("content-type", JSON_TYPE))
-            _send(sock, 200, out, READY, not _draining, head_only)
+            _send(sock, 200, out, READY, keep_alive and not _draining, head_only)
         else:
             out.append(("content-type", METRICS_TYPE))
-            _send(sock, 200, out, _render_metrics(), not _draining, head_only)
-        return True
-    request_id = given_id or _uuid4()
-    token = _PREFIX.set(_log_prefix(request_id))
+            _send(sock, 200, out, _render_metrics(), keep_alive and not _draining, head_only)
+        return
+    req.request_id = given_id or _uuid4()
+    token = _PREFIX.set(_log_prefix(req.request_id))
     counted, status = False, 500
     try:
         try:
-            status, out, payload, counted = _invoke(method, path, search, headers, body, request_id)
+            status, out, payload, counted = _invoke(req)
         except Exception as err:  # noqa: BLE001 -- a bug here must not take the connection down silently
             _report(err)
-            status, out, payload = _problem(500, "function-error", "FUNCTION_ERROR", "The function threw an error", f"{type(err).__name__}: {err}")
-            counted = True
-        out.insert(0, ("x-request-id", request_id))
-        status = _send(sock, status, out, payload, not _draining, head_only)
+            (status, out, payload), counted = _function_error(err), True
+        if not any(name == "x-request-id" for name, _ in out):  # unless the handler set its own
+            out.insert(0, ("x-request-id", req.request_id))
+        status = _send(sock, status, out, payload, keep_alive and not _draining, head_only)
     finally:
         _PREFIX.reset(token)
         if counted:
-            _record(time.perf_counter() - started, status >= 500 or status == 408)
-    return True
+            _record(time.monotonic() - req.started, status >= 500 or status == 408)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1096,8 +1135,10 @@ def _listen():
             if host is None and socket.has_dualstack_ipv6():
                 listener = socket.create_server(("", port), family=socket.AF_INET6, dualstack_ipv6=True)
             else:
-                info = socket.getaddrinfo(host or "0.0.0.0", port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-                listener = socket.create_server(info[0][4][:2], family=info[0][0])
+                found = socket.getaddrinfo(
+                    host or "0.0.0.0", port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+                )
+                listener = socket.create_server(found[0][4][:2], family=found[0][0])
         listener.listen(511)
     except OSError as err:
         _fail(f"cannot listen on {LISTEN_TEXT}: {err}")
@@ -1139,7 +1180,7 @@ def _serve(listener):
         if listener not in ready or _draining:
             continue
         try:
-            sock, _ = listener.accept()
+            sock, address = listener.accept()
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             continue
         except OSError as err:  # out of file descriptors, say: wait rather than spin
@@ -1149,7 +1190,8 @@ def _serve(listener):
         sock.settimeout(KEEP_ALIVE_TIMEOUT_S)
         if tcp:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        threading.Thread(target=_serve_connection, args=(sock,), daemon=True).start()
+        peer = address[0] if tcp and isinstance(address, tuple) else ""
+        threading.Thread(target=_serve_connection, args=(sock, peer), daemon=True).start()
 
 
 def _drain(listener):
@@ -1185,12 +1227,44 @@ def _exit(code):
     os._exit(code)
 
 
+def _handler_style():
+    """FUNCD_HANDLER_STYLE: how the handler is called (see "Handler styles" in the contract)."""
+    raw = os.environ.get("FUNCD_HANDLER_STYLE", "")
+    if raw in ("auto", "kubeless", "lambda"):
+        return raw
+    if raw == "":
+        return "auto"
+    _fail(f'FUNCD_HANDLER_STYLE "{raw}" is not one of auto, kubeless, lambda')
+
+
+def _lambda_style(memory_limit_mb):
+    """The Lambda style lives in lambda_style.py beside this file, loaded only by functions that use it."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lambda_style.py")
+    spec = importlib.util.spec_from_file_location("funcd_lambda_style", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    style = module.LambdaStyle(
+        function_name=FUNCTION_NAME,
+        revision=REVISION,
+        memory_limit_mb=memory_limit_mb,
+        unquote=_unquote,
+        shaped=_shaped,
+        to_json=_to_json,
+        new_headers=Headers,
+    )
+    return style.prepare, style.shape
+
+
 def main():
-    global MAIN, MAIN_ARITY, TIMEOUT_MS, LISTEN, BASE_CONTEXT
+    global MAIN, MAIN_ARITY, TIMEOUT_MS, LISTEN, BASE_CONTEXT, PREPARE, SHAPE
     sys.stdout = _TaggedStream(1, "<stdout>")
     sys.stderr = _TaggedStream(2, "<stderr>")
     TIMEOUT_MS = _positive_int("FUNCD_TIMEOUT_MS", 30_000)
-    memory_limit = f"{_positive_int('FUNCD_MEMORY_LIMIT_MB', 256)}Mi"
+    memory_limit_mb = _positive_int("FUNCD_MEMORY_LIMIT_MB", 256)
+    memory_limit = f"{memory_limit_mb}Mi"
+    style = _handler_style()
     LISTEN = _parse_listen(LISTEN_TEXT)
     BASE_CONTEXT = {
         "function-name": FUNCTION_NAME,
@@ -1216,8 +1290,13 @@ def main():
     # The function's folder is read-only in the sandbox, and out of it a deploy should not change it.
     sys.dont_write_bytecode = True
 
-    MAIN = _load_handler()
+    MAIN, name, also_main = _load_handler()
     MAIN_ARITY, is_async = _call_shape(MAIN)
+    # Decided once, here, never per request.
+    if style == "lambda" or (style == "auto" and name == "handler" and not also_main):
+        PREPARE, SHAPE = _lambda_style(memory_limit_mb)
+    else:
+        PREPARE, SHAPE = _kubeless_args, _result_to_http
     if is_async:
         _event_loop()  # import asyncio now rather than in the first invocation
     listener = _listen()
@@ -1225,11 +1304,14 @@ def main():
     _drain(listener)
 
 
+# Set once by main() before the server listens.
 MAIN = None
 MAIN_ARITY = 2
 TIMEOUT_MS = 30_000
 LISTEN = None
 BASE_CONTEXT = {}
+PREPARE = None
+SHAPE = None
 
 if __name__ == "__main__":
     main()

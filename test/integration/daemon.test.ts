@@ -545,3 +545,60 @@ describe("isolation", () => {
     expect(seen.root).not.toContain("root");
   });
 });
+
+describe("execution records", () => {
+  it("records every invocation with its outcome: success, error, timeout, OOM and crash", async () => {
+    const code = `
+      const keep = [];
+      module.exports = { main: (e) => {
+        console.log("handling " + e.query.do);
+        if (e.query.do === "throw") throw new Error("nope");
+        if (e.query.do === "hang") return new Promise(() => {});
+        if (e.query.do === "oom") for (;;) keep.push(Buffer.alloc(16 * 1024 * 1024, 1));
+        if (e.query.do === "exit") process.exit(9);
+        return "ok";
+      } };`;
+    await deploy("recorded", nodeFunction(code), { timeout: "500ms", memory: 64 });
+    const ids: Record<string, string> = {};
+    for (const what of ["ok", "throw", "hang", "oom", "exit"]) {
+      const res = await daemon.call("GET", `/function/recorded?do=${what}`);
+      ids[what] = String(res.headers["x-funcd-execution-id"]);
+    }
+    await sleep(600);
+    const list = await daemon.api("GET", "/api/v1/executions?function=recorded&limit=10");
+    const items = list.json<{ items: { id: string; outcome: string; statusCode: number }[] }>().items;
+    const outcome = (what: string) => items.find((e) => e.id === ids[what]);
+    expect(outcome("ok")).toMatchObject({ outcome: "success", statusCode: 200 });
+    expect(outcome("throw")).toMatchObject({ outcome: "error", statusCode: 500 });
+    expect(outcome("hang")).toMatchObject({ outcome: "timeout", statusCode: 408 });
+    expect(outcome("oom")).toMatchObject({ outcome: "oomkilled", statusCode: 502 });
+    expect(outcome("exit")).toMatchObject({ outcome: "crashed", statusCode: 502 });
+
+    const failed = await daemon.api("GET", "/api/v1/executions?function=recorded&status=failed");
+    expect(failed.json<{ items: unknown[] }>().items).toHaveLength(4);
+
+    const one = await daemon.api("GET", `/api/v1/executions/${ids.throw}`);
+    const shown = one.json<{ functionName: string; error: string; logs: { text: string }[] }>();
+    expect(shown.functionName).toBe("recorded");
+    expect(shown.error).toContain("nope");
+    expect(shown.logs.map((l) => l.text).join("\n")).toContain("handling throw");
+  });
+
+  it("the first request after scale-to-zero is recorded as a cold start", async () => {
+    await deploy("coldrec", nodeFunction("module.exports = { main: () => 'x' };"), {
+      scale: { idleTimeout: "1s" },
+    });
+    await sleep(2500);
+    const res = await daemon.call("GET", "/function/coldrec");
+    const id = String(res.headers["x-funcd-execution-id"]);
+    await sleep(400);
+    const record = (await daemon.api("GET", `/api/v1/executions/${id}`)).json<{ coldStart: boolean }>();
+    expect(record.coldStart).toBe(true);
+  });
+
+  it("an unknown execution is a 404 problem", async () => {
+    const res = await daemon.api("GET", "/api/v1/executions/nope");
+    expect(res.status).toBe(404);
+    expect(res.json()).toMatchObject({ code: "NOT_FOUND" });
+  });
+});

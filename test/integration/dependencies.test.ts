@@ -203,9 +203,10 @@ describe("a daemon installing dependencies", () => {
       expect(res.status).toBe(200);
       expect(res.text).toContain("Hello from localpkg, funcd!");
 
-      // The same requirements under another alias of the runtime: one install.
-      const alias = await deploy(daemon, "greeter2", { runtime: "python", files });
-      expect(alias.result?.dependencies).toEqual({ key: out.result?.dependencies?.key, cached: true });
+      // Another function with the same requirements and local package: one install.
+      const second = await deploy(daemon, "greeter2", { runtime: "python3", files });
+      expect(second.result?.dependencies).toEqual({ key: out.result?.dependencies?.key, cached: true });
+      expect((await daemon.call("GET", "/function/greeter2")).text).toContain("Hello from localpkg");
     },
   );
 });

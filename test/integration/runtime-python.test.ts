@@ -42,6 +42,8 @@ interface RuntimeOptions {
   timeoutMs?: number;
   /** Listen here instead of a fresh socket in a fresh temp dir. */
   listen?: string;
+  /** FUNCD_HANDLER_STYLE; unset (auto) when undefined. */
+  style?: string;
 }
 
 const running = new Set<Runtime>();
@@ -65,6 +67,7 @@ function spawnRuntime(options: RuntimeOptions): Runtime {
       FUNCD_RUNTIME: "python3",
       FUNCD_TIMEOUT_MS: String(options.timeoutMs ?? 5_000),
       FUNCD_MEMORY_LIMIT_MB: "128",
+      ...(options.style === undefined ? {} : { FUNCD_HANDLER_STYLE: options.style }),
     },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -133,7 +136,7 @@ let requestCounter = 0;
 
 interface InvokeInit {
   method?: Dispatcher.HttpMethod;
-  headers?: Record<string, string>;
+  headers?: Record<string, string | string[]>;
   body?: string | Buffer;
 }
 
@@ -402,7 +405,9 @@ describe("the Python runtime serving one handler", () => {
       headers: { "x-funcd-invoke": "1" },
     });
     await anonymous.body.dump();
-    expect(anonymous.headers["x-request-id"]).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-/);
+    expect(anonymous.headers["x-request-id"]).toMatch(
+      /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-/,
+    );
   });
 
   it("returning a number answers it as JSON", async () => {
@@ -503,13 +508,17 @@ describe("the Python runtime loading and answering", () => {
     );
   });
 
-  it("an async def handler past its timeout answers 408 and is cancelled", async () => {
+  it("an async def handler past its timeout answers 408, and other invocations still run", async () => {
     const runtime = await startRuntime({ fixture: "async-handler", timeoutMs: 300 });
-    const res = await invoke(runtime, "/?ms=5000", { headers: { "x-request-id": "rid-async-slow" } });
+    const res = await invoke(runtime, "/?ms=1000", { headers: { "x-request-id": "rid-async-slow" } });
     expect(res.status).toBe(408);
     expect(res.headers["x-funcd-recycle"]).toBe("1");
-    expect(await waitFor(runtime.stdout, "async cancelled")).toContain("\x1erid-async-slow\x1fasync cancelled\n");
-    expect((await invoke(runtime, "/?ms=0")).status).toBe(200);
+    expect(JSON.parse(res.text)).toMatchObject({ code: "FUNCTION_TIMEOUT" });
+    // The late coroutine is not interrupted (as in Node) and does not block the event loop.
+    expect(JSON.parse((await invoke(runtime, "/?ms=0")).text)).toEqual({ slept: 0, name: null });
+    expect(await waitFor(runtime.stdout, "\x1erid-async-slow\x1fasync finished\n")).toContain(
+      "\x1erid-async-slow\x1fasync finished\n",
+    );
   });
 
   it("serves a handler file in a sub-folder (lib/fn.main) that takes only the event", async () => {
@@ -565,8 +574,10 @@ describe("the Python runtime loading and answering", () => {
     expect(res.text).not.toContain("handler.py");
     expect(res.text).not.toContain("Traceback");
     // The traceback goes to stderr, every line tagged with the request id, without the server's frames.
-    const stderr = await waitFor(stderrOf(runtime), "TypeError: boom in the handler\n");
-    const tagged = stderr.split("\n").filter((line) => line.includes("handler.py") || line.includes("Traceback"));
+    const stderr = await waitFor(runtime.stderr, "TypeError: boom in the handler\n");
+    const tagged = stderr
+      .split("\n")
+      .filter((line) => line.includes("handler.py") || line.includes("Traceback"));
     expect(tagged.length).toBeGreaterThan(1);
     for (const line of tagged) expect(line.startsWith("\x1erid-throw\x1f")).toBe(true);
     expect(stderr).toContain('\x1erid-throw\x1ffuncd: function "throwing" failed:\n');
@@ -631,7 +642,9 @@ describe("the Python runtime loading and answering", () => {
     expect(problem.detail).toContain("800 ms");
     // The instance itself is still alive (the stuck thread is abandoned); replacing it is the gateway's call.
     expect((await invoke(runtime, "/?ms=0")).text).toBe("slept 0");
-    const metrics = await (await request("http://localhost/metrics", { dispatcher: runtime.dispatcher })).body.text();
+    const metrics = await (
+      await request("http://localhost/metrics", { dispatcher: runtime.dispatcher })
+    ).body.text();
     expect(metrics).toContain('function_failures_total{function="slow"} 1\n');
   });
 
@@ -639,7 +652,9 @@ describe("the Python runtime loading and answering", () => {
     const runtime = await startRuntime({ fixture: "with-packages" });
     const res = JSON.parse((await invoke(runtime, "/")).text);
     expect(res.greeting).toBe("hello pip from a dependency");
-    expect(res.from).toBe(path.join(FIXTURES, "with-packages", ".python_packages", "funcd_fixture_pkg", "__init__.py"));
+    expect(res.from).toBe(
+      path.join(FIXTURES, "with-packages", ".python_packages", "funcd_fixture_pkg", "__init__.py"),
+    );
   });
 
   it("a handler file with a syntax error exits with code 3 and names the file", async () => {
@@ -676,7 +691,9 @@ describe("the Python runtime loading and answering", () => {
   it("an exception escaping the handler in its own thread is logged, and the instance lives on (Python only)", async () => {
     const runtime = await startRuntime({ fixture: "throwing" });
     expect((await invoke(runtime, "/crash")).text).toBe("crashing soon");
-    expect(await waitFor(runtime.stderr, "escaped the handler")).toContain("RuntimeError: escaped the handler");
+    expect(await waitFor(runtime.stderr, "escaped the handler")).toContain(
+      "RuntimeError: escaped the handler",
+    );
     expect((await invoke(runtime, "/ok")).text).toBe("fine");
     expect(runtime.exited).toBe(false);
   });
@@ -726,6 +743,198 @@ describe("the Python runtime loading and answering", () => {
   });
 });
 
-function stderrOf(runtime: Runtime): () => string {
-  return runtime.stderr;
-}
+describe("the Python runtime in the Lambda style", () => {
+  // `handler.echo` is not named `handler`, so only the explicit style makes it a Lambda handler.
+  let lambda: Runtime;
+  beforeAll(async () => {
+    lambda = await startRuntime({ fixture: "lambda", handler: "handler.echo", style: "lambda" });
+  });
+  afterAll(async () => {
+    await stop(lambda);
+  });
+
+  it("a Lambda-style handler gets a payload 2.0 event", async () => {
+    const before = Date.now();
+    const res = await invoke(lambda, "/orders/42?tag=a&tag=b&q=x%20y&empty=", {
+      method: "POST",
+      headers: {
+        "x-request-id": "rid-lambda-event",
+        "content-type": "application/octet-stream",
+        cookie: "session=abc; theme=dark",
+        "user-agent": "funcd-test/1.0",
+        "x-forwarded-for": "203.0.113.9, 10.0.0.1",
+        "x-multi": ["one", "two"],
+      },
+      body: Buffer.from([0, 1, 255]),
+    });
+    expect(res.status).toBe(200);
+    const { event } = JSON.parse(res.text);
+    expect(event).toMatchObject({
+      version: "2.0",
+      routeKey: "$default",
+      rawPath: "/orders/42",
+      rawQueryString: "tag=a&tag=b&q=x%20y&empty=",
+      cookies: ["session=abc", "theme=dark"],
+      queryStringParameters: { tag: "a,b", q: "x y", empty: "" },
+      requestContext: {
+        accountId: "funcd",
+        apiId: "lambda",
+        domainName: "localhost",
+        domainPrefix: "localhost",
+        http: {
+          method: "POST",
+          path: "/orders/42",
+          protocol: "HTTP/1.1",
+          sourceIp: "203.0.113.9",
+          userAgent: "funcd-test/1.0",
+        },
+        requestId: "rid-lambda-event",
+        routeKey: "$default",
+        stage: "$default",
+      },
+      body: Buffer.from([0, 1, 255]).toString("base64"),
+      isBase64Encoded: true,
+    });
+    expect(event.headers).toMatchObject({ "content-type": "application/octet-stream", "x-multi": "one,two" });
+    // As in AWS's events, the cookies are in `cookies`, not in the headers.
+    expect(event.headers.cookie).toBeUndefined();
+    expect(event.requestContext.time).toMatch(/^\d{2}\/[A-Z][a-z]{2}\/\d{4}:\d{2}:\d{2}:\d{2} \+0000$/);
+    expect(event.requestContext.timeEpoch).toBeGreaterThanOrEqual(before - 1_000);
+  });
+
+  it("a text body arrives as a string, and a bodiless GET has no body, cookies or query", async () => {
+    const post = await invoke(lambda, "/", {
+      headers: { "content-type": "application/json" },
+      body: '{"a":1}',
+    });
+    expect(JSON.parse(post.text).event).toMatchObject({ body: '{"a":1}', isBase64Encoded: false });
+    const { event } = JSON.parse((await invoke(lambda, "/")).text);
+    expect(event).toMatchObject({ rawQueryString: "", isBase64Encoded: false });
+    expect(Object.keys(event)).not.toContain("body");
+    expect(Object.keys(event)).not.toContain("cookies");
+    expect(Object.keys(event)).not.toContain("queryStringParameters");
+  });
+
+  it("an invalid JSON body is passed on as it is: no 400 in this style", async () => {
+    const res = await invoke(lambda, "/", { headers: { "content-type": "application/json" }, body: "{nope" });
+    expect(res.status).toBe(200);
+    expect(JSON.parse(res.text).event).toMatchObject({ body: "{nope", isBase64Encoded: false });
+  });
+
+  it("a Lambda-style statusCode result sets status, headers and cookies", async () => {
+    const res = await invoke(lambda, "/status");
+    expect(res.status).toBe(201);
+    expect(res.headers["content-type"]).toBe("text/html; charset=utf-8");
+    expect(res.headers["x-custom"]).toBe("yes");
+    // A set-cookie in the headers comes first, then one per entry of `cookies`.
+    expect(res.headers["set-cookie"]).toEqual(["c=3", "a=1; Path=/", "b=2; HttpOnly"]);
+    expect(res.text).toBe("<p>created</p>");
+  });
+
+  it("a Lambda-style statusCode result with isBase64Encoded answers the decoded bytes", async () => {
+    const res = await invoke(lambda, "/base64");
+    expect(res.headers["content-type"]).toBe("image/png");
+    expect([...res.body]).toEqual([0x89, 0x50, 0x4e, 0x47]);
+  });
+
+  it("a dict result without statusCode answers JSON", async () => {
+    const res = await invoke(lambda, "/object");
+    expect(res.status).toBe(200);
+    expect(res.headers["content-type"]).toBe("application/json");
+    expect(JSON.parse(res.text)).toEqual({ ok: true, items: [1, 2] });
+  });
+
+  it("a str result is the body as it is, labelled application/json as AWS does", async () => {
+    const res = await invoke(lambda, "/string");
+    expect(res.status).toBe(200);
+    expect(res.headers["content-type"]).toBe("application/json");
+    expect(res.text).toBe("hello from lambda");
+  });
+
+  it("a None result answers 200 with an empty body", async () => {
+    const res = await invoke(lambda, "/nothing");
+    expect(res.status).toBe(200);
+    expect(res.text).toBe("");
+  });
+
+  it("the context has AWS's snake_case attributes", async () => {
+    const res = await invoke(lambda, "/", { headers: { "x-request-id": "rid-lambda-context" } });
+    const { context } = JSON.parse(res.text);
+    expect(context).toMatchObject({
+      aws_request_id: "rid-lambda-context",
+      function_name: "lambda",
+      function_version: "rev-1",
+      invoked_function_arn: "arn:funcd:lambda:local:000000000000:function:lambda",
+      memory_limit_in_mb: "128",
+      log_group_name: "/funcd/functions/lambda",
+      identity: null,
+      client_context: null,
+    });
+    expect(context.log_stream_name).toMatch(/^\d{4}\/\d{2}\/\d{2}\/\[rev-1\][0-9a-f]{32}$/);
+    expect(context.remaining).toBeGreaterThan(4_000);
+    expect(context.remaining).toBeLessThanOrEqual(5_000);
+  });
+
+  it("a Lambda-style handler that raises answers 500 problem+json, its output tagged", async () => {
+    const res = await invoke(lambda, "/throw", { headers: { "x-request-id": "rid-lambda-throw" } });
+    expect(res.status).toBe(500);
+    expect(res.headers["content-type"]).toBe("application/problem+json");
+    expect(JSON.parse(res.text)).toMatchObject({
+      type: "https://funcd.dev/errors#function-error",
+      detail: "TypeError: boom in the lambda",
+      code: "FUNCTION_ERROR",
+    });
+    expect(await waitFor(lambda.stdout, "\x1erid-lambda-throw\x1fabout to throw\n")).toContain(
+      "\x1erid-lambda-throw\x1fabout to throw\n",
+    );
+  });
+});
+
+describe("the Python runtime choosing the handler style", () => {
+  afterEach(stopAll);
+
+  it("a function named handler is detected as Lambda style in auto mode", async () => {
+    const runtime = await startRuntime({ fixture: "lambda", handler: "handler.handler" });
+    const res = await invoke(runtime, "/?x=1");
+    expect(JSON.parse(res.text).event).toMatchObject({ version: "2.0", rawQueryString: "x=1" });
+  });
+
+  it("a function named handler that is also the module's main stays Kubeless in auto mode", async () => {
+    const runtime = await startRuntime({ fixture: "lambda-also-main", handler: "handler.handler" });
+    expect(JSON.parse((await invoke(runtime, "/")).text)).toEqual({ kubeless: true, lambda: false });
+  });
+
+  it("FUNCD_HANDLER_STYLE overrides the function's name both ways", async () => {
+    const kubeless = await startRuntime({ fixture: "lambda", handler: "handler.handler", style: "kubeless" });
+    expect(JSON.parse((await invoke(kubeless, "/")).text)).toEqual({
+      style: "kubeless",
+      hasExtensions: true,
+    });
+    const lambda = await startRuntime({
+      fixture: "lambda-also-main",
+      handler: "handler.main",
+      style: "lambda",
+    });
+    expect(JSON.parse((await invoke(lambda, "/")).text)).toEqual({ kubeless: false, lambda: true });
+  });
+
+  it("a Lambda-style handler past its timeout answers 408 and asks to be recycled", async () => {
+    const runtime = await startRuntime({ fixture: "lambda", handler: "handler.handler", timeoutMs: 300 });
+    const res = await invoke(runtime, "/slow");
+    expect(res.status).toBe(408);
+    expect(res.headers["x-funcd-recycle"]).toBe("1");
+    expect(JSON.parse(res.text)).toMatchObject({ code: "FUNCTION_TIMEOUT" });
+  });
+
+  it("an unknown FUNCD_HANDLER_STYLE exits with code 1 and names the value", async () => {
+    const runtime = spawnRuntime({ fixture: "lambda", style: "openwhisk" });
+    expect((await runtime.exit).code).toBe(1);
+    expect(runtime.stderr()).toContain('FUNCD_HANDLER_STYLE "openwhisk"');
+  });
+
+  it("an invalid FUNCD_TIMEOUT_MS exits with code 1 and names the value", async () => {
+    const runtime = spawnRuntime({ fixture: "echo", timeoutMs: 0 });
+    expect((await runtime.exit).code).toBe(1);
+    expect(runtime.stderr()).toContain('FUNCD_TIMEOUT_MS "0"');
+  });
+});

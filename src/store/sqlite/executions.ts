@@ -20,11 +20,12 @@ interface ExecutionRow {
   error: string | null;
   request_bytes: number;
   response_bytes: number;
+  request_id: string | null;
 }
 
 const COLUMNS =
   "id, function_name, revision_id, trigger, started_at, duration_ms, status_code, outcome, cold_start, " +
-  "instance_id, error, request_bytes, response_bytes";
+  "instance_id, error, request_bytes, response_bytes, request_id";
 
 function toRecord(row: ExecutionRow): ExecutionRecord {
   return {
@@ -41,6 +42,7 @@ function toRecord(row: ExecutionRow): ExecutionRecord {
     error: row.error,
     requestBytes: row.request_bytes,
     responseBytes: row.response_bytes,
+    requestId: row.request_id,
   };
 }
 
@@ -59,6 +61,7 @@ function toRow(record: ExecutionRecord): ExecutionRow {
     error: record.error,
     request_bytes: record.requestBytes,
     response_bytes: record.responseBytes,
+    request_id: record.requestId,
   };
 }
 
@@ -78,13 +81,29 @@ export function sqliteExecutionRepo(db: Database): ExecutionRepo {
   const insertStmt = db.prepare<[ExecutionRow]>(
     `INSERT INTO executions (${COLUMNS})
      VALUES (@id, @function_name, @revision_id, @trigger, @started_at, @duration_ms, @status_code,
-             @outcome, @cold_start, @instance_id, @error, @request_bytes, @response_bytes)`,
+             @outcome, @cold_start, @instance_id, @error, @request_bytes, @response_bytes, @request_id)`,
   );
   const insertMany = db.transaction((records: ExecutionRecord[]) => {
     for (const record of records) insertStmt.run(toRow(record));
   });
   const getStmt = db.prepare<[string], ExecutionRow>(`SELECT ${COLUMNS} FROM executions WHERE id = ?`);
   const deleteForStmt = db.prepare<[string]>("DELETE FROM executions WHERE function_name = ?");
+  const pruneOldStmt = db.prepare<[number]>("DELETE FROM executions WHERE started_at < ?");
+  const functionsStmt = db.prepare<[], { function_name: string }>(
+    "SELECT DISTINCT function_name FROM executions",
+  );
+  // Keeps the newest `keep` rows of one function: everything at or below the (keep+1)-th newest goes.
+  const pruneCountStmt = db.prepare<[string, string, number]>(
+    `DELETE FROM executions WHERE function_name = ? AND started_at <= (
+       SELECT started_at FROM executions WHERE function_name = ? ORDER BY started_at DESC LIMIT 1 OFFSET ?)`,
+  );
+  const prune = db.transaction((olderThan: number, keepPerFunction: number) => {
+    let removed = pruneOldStmt.run(olderThan).changes;
+    for (const { function_name } of functionsStmt.all()) {
+      removed += pruneCountStmt.run(function_name, function_name, keepPerFunction).changes;
+    }
+    return removed;
+  });
 
   // One statement per combination of filters present (at most 16), prepared on first
   // use. A single "(@x IS NULL OR col = @x)" statement would be simpler but keeps
@@ -108,6 +127,9 @@ export function sqliteExecutionRepo(db: Database): ExecutionRepo {
   return {
     insertMany(records) {
       if (records.length > 0) insertMany(records);
+    },
+    prune(olderThan, keepPerFunction) {
+      return prune(olderThan, keepPerFunction);
     },
     get(id) {
       const row = getStmt.get(id);

@@ -94,6 +94,15 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE revisions ADD COLUMN deps_key TEXT;
     `,
   },
+  {
+    version: 3,
+    name: "execution request ids",
+    up: `
+      -- The request id the function saw (and its log lines carry); several executions may share one.
+      ALTER TABLE executions ADD COLUMN request_id TEXT;
+      CREATE INDEX executions_request_id ON executions (request_id);
+    `,
+  },
 ];
 
 /** The schema version this build of funcd writes. */

@@ -64,6 +64,7 @@ function execution(id: string, functionName: string, startedAt: number): Executi
     error: null,
     requestBytes: 10,
     responseBytes: 20,
+    requestId: `req-${id}`,
   };
 }
 
@@ -364,6 +365,27 @@ describe("SQLite store", () => {
       expect(db.prepare("SELECT name FROM sqlite_master WHERE name = 't'").get()).toBeUndefined();
     } finally {
       db.close();
+    }
+  });
+});
+
+describe("execution retention", () => {
+  it("prunes records older than the cut-off, then all but the newest N per function", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "funcd-store-prune-"));
+    const store = openSqliteStore(path.join(dir, "funcd.db"));
+    try {
+      store.executions.insertMany([
+        execution("old", "a", 10),
+        ...Array.from({ length: 5 }, (_, i) => execution(`a${i}`, "a", 1000 + i)),
+        ...Array.from({ length: 2 }, (_, i) => execution(`b${i}`, "b", 1000 + i)),
+      ]);
+      expect(store.executions.prune(100, 3)).toBe(3);
+      expect(store.executions.query({ functionName: "a" }).map((e) => e.id)).toEqual(["a4", "a3", "a2"]);
+      expect(store.executions.query({ functionName: "b" })).toHaveLength(2);
+      expect(store.executions.get("a4")?.requestId).toBe("req-a4");
+    } finally {
+      store.close();
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });
