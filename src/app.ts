@@ -114,6 +114,8 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
       logs.sink({ time: clock.now(), functionName, revisionId, instanceId, stream: "system", text }),
     coldStartWaitMs: config.coldStartWaitMs,
     healthEveryMs: config.healthCheckIntervalMs,
+    maxQueuedPerFunction: config.maxQueuedPerFunction,
+    maxReservedMemoryMb: config.maxReservedMemoryMb,
   });
   const routes = new RouteTable();
   const deployer = new Deployer({

@@ -2,7 +2,7 @@
  * A real `funcd server` for one benchmark: a free loopback port, its own temp data dir, the control API
  * with its token, and a stop() that leaves no process behind.
  */
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -11,6 +11,9 @@ import { memoryOf, processesMentioning, spawnGroup, stopGroup } from "./procs.mj
 
 export const ROOT = path.resolve(import.meta.dirname, "..", "..");
 const BIN = path.join(ROOT, "bin", "funcd.js");
+
+/** Data dirs of daemons not yet stopped, for `killDaemonLeftovers()` on an interrupt. */
+const activeDataDirs = new Set();
 
 /**
  * The environment a clean machine would give: nothing of the caller's FUNCD_*, no NODE_OPTIONS, and no
@@ -23,6 +26,16 @@ export function cleanEnv(extra = {}) {
     env[k] = v;
   }
   return { ...env, ...extra };
+}
+
+/**
+ * What the daemon's `sandbox: auto` will pick here, for the report: bubblewrap when it is on PATH (the
+ * daemon checks it works; it logs a warning when it falls back), else the unprivileged-uid fallback.
+ */
+export function sandboxMode() {
+  const bwrap = ["/usr/bin/bwrap", "/usr/local/bin/bwrap", "/bin/bwrap"].find((p) => existsSync(p));
+  const uid = process.getuid?.() === 0 ? ", per-function uid" : "";
+  return bwrap ? `bwrap (${bwrap})${uid}` : `none (bwrap not installed: own process group + RSS watchdog${uid})`;
 }
 
 /** A failed API call, with the daemon's problem+json detail in the message. */
@@ -46,6 +59,7 @@ export class ApiError extends Error {
  */
 export async function startDaemon({ nodeArgs = [], env = {}, startTimeoutMs = 30_000 } = {}) {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), "funcd-bench-"));
+  activeDataDirs.add(dataDir);
   let stdout = "";
   let announced;
   const url = new Promise((resolve) => {
@@ -70,6 +84,8 @@ export async function startDaemon({ nodeArgs = [], env = {}, startTimeoutMs = 30
     url: "",
     token: "",
     output: () => child.output(),
+    /** Resolves when the daemon process has exited. */
+    exited: child.exited,
     stop: () => stopDaemon(child, dataDir),
   };
   try {
@@ -97,19 +113,38 @@ export async function startDaemon({ nodeArgs = [], env = {}, startTimeoutMs = 30
  */
 async function stopDaemon(child, dataDir) {
   await stopGroup(child, { signal: "SIGTERM", graceMs: 15_000 });
-  const leftovers = processesMentioning(dataDir);
-  for (const pid of leftovers) {
+  const leftovers = killMentioning(dataDir);
+  if (leftovers.length > 0) {
+    process.stderr.write(`  warning: killed ${leftovers.length} process(es) the daemon left running\n`);
+  }
+  rmSync(dataDir, { recursive: true, force: true, maxRetries: 3 });
+  activeDataDirs.delete(dataDir);
+  return { leftovers: leftovers.length };
+}
+
+/** SIGKILLs every process whose command line mentions `needle`; returns their pids. */
+function killMentioning(needle) {
+  const pids = processesMentioning(needle);
+  for (const pid of pids) {
     try {
       process.kill(pid, "SIGKILL");
     } catch {
       // Gone meanwhile.
     }
   }
-  if (leftovers.length > 0) {
-    process.stderr.write(`  warning: killed ${leftovers.length} process(es) the daemon left running\n`);
+  return pids;
+}
+
+/**
+ * For an interrupted run: kills the instances of daemons that were not stopped (instances run in their
+ * own sessions, so killing the daemon's process group does not reach them) and removes their data dirs.
+ */
+export function killDaemonLeftovers() {
+  for (const dir of activeDataDirs) {
+    killMentioning(dir);
+    rmSync(dir, { recursive: true, force: true });
   }
-  rmSync(dataDir, { recursive: true, force: true, maxRetries: 3 });
-  return { leftovers: leftovers.length };
+  activeDataDirs.clear();
 }
 
 function apiOf(daemon) {

@@ -197,3 +197,26 @@ export async function measureCpu(groups, work) {
     ((machineAfter.busy - machineBefore.busy) / Math.max(1, machineAfter.total - machineBefore.total)) * 100;
   return { result, cpu };
 }
+
+/**
+ * Things to undo, last first: `defer(fn)` after each start, `await run()` in a finally block. A failing
+ * clean-up step is reported and the others still run.
+ */
+export function cleanupStack() {
+  const steps = [];
+  return {
+    defer(fn) {
+      steps.push(fn);
+    },
+    async run() {
+      while (steps.length > 0) {
+        const step = steps.pop();
+        try {
+          await step();
+        } catch (err) {
+          process.stderr.write(`  clean-up step failed: ${err.message}\n`);
+        }
+      }
+    },
+  };
+}

@@ -45,6 +45,14 @@ export const ConfigSchema = z.object({
   maxMemoryMb: z.coerce.number().int().min(32).default(4096),
   /** How long a request may wait for an instance to become ready before a 503. */
   coldStartWaitMs: z.coerce.number().int().positive().default(30_000),
+  /** Requests that may wait for an instance per function; more get 429. */
+  maxQueuedPerFunction: z.coerce.number().int().positive().default(1000),
+  /** Memory (MiB) all instances together may reserve (default: 75 % of this machine's memory). */
+  maxReservedMemoryMb: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(Math.floor((os.totalmem() / 1024 / 1024) * 0.75)),
   /** How often idle instances are health-checked (0: never). */
   healthCheckIntervalMs: z.coerce.number().int().min(0).default(10_000),
   /** Execution records older than this are pruned (ms; default 7 days). */

@@ -73,6 +73,12 @@ export const FunctionSpecSchema = z.object({
       min: z.number().int().min(0).max(100).default(0),
       max: z.number().int().min(1).max(100).default(10),
       idleTimeout: duration(5 * 60_000, 24 * 3_600_000),
+      /** Fraction of `concurrency` the autoscaler aims for per instance. */
+      targetUtilization: z.number().min(0.05).max(1).default(0.7),
+      /** The autoscaler averages concurrency over this window to decide how many instances to keep. */
+      stableWindow: duration(60_000, 3_600_000),
+      /** A burst seen over this shorter window scales up at once (panic mode). */
+      panicWindow: duration(6_000, 600_000),
     })
     .prefault({}),
   labels: z.record(z.string(), z.string()).default({}),

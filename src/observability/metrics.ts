@@ -35,6 +35,24 @@ export class DaemonMetrics {
     labelNames: ["function", "state"] as const,
     registers: [this.registry],
   });
+  readonly desiredInstances = new Gauge({
+    name: "funcd_desired_instances",
+    help: "Instances the autoscaler wants per function",
+    labelNames: ["function"] as const,
+    registers: [this.registry],
+  });
+  readonly queueDepth = new Gauge({
+    name: "funcd_queue_depth",
+    help: "Requests waiting for an instance, per function",
+    labelNames: ["function"] as const,
+    registers: [this.registry],
+  });
+  readonly panicMode = new Gauge({
+    name: "funcd_panic_mode",
+    help: "1 while the function's autoscaler is in panic mode (scaling up for a burst)",
+    labelNames: ["function"] as const,
+    registers: [this.registry],
+  });
   readonly instanceExits = new Counter({
     name: "funcd_instance_exits_total",
     help: "Instance exits that funcd did not ask for, by reason (crashed, OOMKilled, exited)",

@@ -7,6 +7,7 @@ import type { DaemonMetrics } from "../observability/metrics.js";
 import type { Clock } from "../shared/clock.js";
 import { FuncdError, messageOf } from "../shared/errors.js";
 import type { Logger } from "../shared/logger.js";
+import { ConcurrencyMeter, DEFAULT_AUTOSCALE, decide, type ScaleState } from "./autoscaler.js";
 import { type BackoffPolicy, crashBackoff } from "./backoff.js";
 
 /** The revision a function serves, ready to start instances from. */
@@ -65,6 +66,8 @@ export interface FunctionStatus {
     pid?: number;
   }[];
   waiting: number;
+  desired: number;
+  panic: boolean;
   lastExit: LastExit | null;
 }
 
@@ -86,6 +89,14 @@ interface Unit {
   restartTimer: { cancel(): void } | null;
   lastExit: LastExit | null;
   lastStartError: FuncdError | null;
+  /** Time-weighted concurrency (in flight + waiting), sampled each tick for the autoscaler. */
+  meter: ConcurrencyMeter;
+  scaleState: ScaleState;
+  desired: number;
+  panic: boolean;
+  /** When the last request arrived; scale to zero waits `idleTimeout` after it. */
+  lastRequestAt: number;
+  inFlight: number;
 }
 
 export interface FleetOptions {
@@ -100,8 +111,12 @@ export interface FleetOptions {
   /** Longest a request waits for capacity before a 503. */
   coldStartWaitMs: number;
   backoff?: BackoffPolicy;
-  /** How often idle instances are looked for. */
+  /** How often the autoscaler samples and decides (and idle instances are looked for). */
   reapEveryMs?: number;
+  /** Requests that may wait per function before new ones get 429. */
+  maxQueuedPerFunction?: number;
+  /** Memory (MiB) all instances together may reserve; starts beyond it wait. */
+  maxReservedMemoryMb?: number;
   /** How often idle ready instances get a `/healthz` check (0 turns checks off). */
   healthEveryMs?: number;
 }
@@ -135,7 +150,7 @@ export class Fleet {
     this.#o = options;
     this.#backoff = options.backoff ?? crashBackoff;
     this.#unsubscribe = options.driver.onEvent((event) => this.#onDriverEvent(event));
-    this.#reaper = options.clock.setInterval(() => this.reapIdle(), options.reapEveryMs ?? 1000);
+    this.#reaper = options.clock.setInterval(() => this.tick(), options.reapEveryMs ?? 1000);
     const healthEvery = options.healthEveryMs ?? 10_000;
     this.#health =
       healthEvery > 0 ? options.clock.setInterval(() => void this.checkHealth(), healthEvery) : null;
@@ -200,6 +215,12 @@ export class Fleet {
       restartTimer: null,
       lastExit: null,
       lastStartError: null,
+      meter: new ConcurrencyMeter(this.#o.clock.now(), 3_600_000),
+      scaleState: { panicUntil: 0, panicDesired: 0 },
+      desired: spec.scale.min,
+      panic: false,
+      lastRequestAt: 0,
+      inFlight: 0,
     });
   }
 
@@ -245,7 +266,11 @@ export class Fleet {
     unit.consecutiveCrashes = 0;
     unit.backoffUntil = 0;
     unit.lastStartError = null;
-    if (warm) unit.instances.set(warm.id, warm);
+    if (warm) {
+      unit.instances.set(warm.id, warm);
+      // The deploy's proving instance stays warm for an idle timeout, as if it had just served.
+      unit.lastRequestAt = this.#o.clock.now();
+    }
     for (const instance of unit.instances.values()) {
       if (instance.revisionId !== revision.id) this.#drain(instance);
     }
@@ -276,10 +301,19 @@ export class Fleet {
         retryAfter: 1,
       });
     }
+    unit.lastRequestAt = this.#o.clock.now();
     const free = this.#pickReady(unit);
     if (free) return this.#lease(unit, free, false);
     if (unit.consecutiveCrashes >= FAILING_AFTER_CRASHES && this.#o.clock.now() < unit.backoffUntil) {
       throw this.#failingError(unit);
+    }
+    const maxQueued = this.#o.maxQueuedPerFunction ?? 1000;
+    if (unit.waiters.length >= maxQueued) {
+      throw new FuncdError(
+        "QUEUE_FULL",
+        `Function "${name}" already has ${unit.waiters.length} requests waiting for an instance (the limit is ${maxQueued})`,
+        { retryAfter: 1 },
+      );
     }
     return new Promise<Lease>((resolve, reject) => {
       const timer = this.#o.clock.setTimeout(() => {
@@ -317,9 +351,11 @@ export class Fleet {
         cleanup();
         const at = unit.waiters.indexOf(waiter);
         if (at >= 0) unit.waiters.splice(at, 1);
+        this.#measure(unit);
       };
       cancel?.once("abort", onAbort);
       unit.waiters.push(waiter);
+      this.#measure(unit);
       this.#wantMore(unit);
     });
   }
@@ -370,36 +406,83 @@ export class Fleet {
         ...(i.pid === undefined ? {} : { pid: i.pid }),
       })),
       waiting: unit.waiters.length,
+      desired: unit.desired,
+      panic: unit.panic,
       lastExit: unit.lastExit,
     };
   }
 
-  /** Stops instances that have been idle longer than their function's idle timeout, down to `min`. */
-  reapIdle(): void {
+  /**
+   * One autoscaler round per function: sample the concurrency it saw, decide
+   * how many instances it wants (see autoscaler.ts), start the missing ones and
+   * stop idle extras — gradually, half the excess per round at most, and only
+   * instances with nothing in flight. The last instance goes only after
+   * `idleTimeout` without a request (scale to zero); `min` always stays.
+   */
+  tick(): void {
     const now = this.#o.clock.now();
     for (const unit of this.#units.values()) {
-      const serving = [...unit.instances.values()].filter(
-        (i) => i.state !== "draining" && i.revisionId === unit.revision?.id,
+      unit.meter.sample(now);
+      if (!unit.revision) continue;
+      const serving = this.#serving(unit);
+      const scale = unit.spec.scale;
+      const decision = decide(
+        unit.meter.samples,
+        now,
+        serving.length,
+        {
+          concurrency: defaultConcurrency(unit.spec),
+          targetUtilization: scale.targetUtilization ?? DEFAULT_AUTOSCALE.targetUtilization,
+          min: scale.min,
+          max: scale.max,
+          stableWindowMs: scale.stableWindow ?? DEFAULT_AUTOSCALE.stableWindowMs,
+          panicWindowMs: scale.panicWindow ?? DEFAULT_AUTOSCALE.panicWindowMs,
+          panicThreshold: DEFAULT_AUTOSCALE.panicThreshold,
+        },
+        unit.scaleState,
       );
-      let keep = serving.length;
-      for (const instance of serving) {
-        if (keep <= unit.spec.scale.min) break;
-        if (
-          instance.state === "ready" &&
-          instance.inFlight === 0 &&
-          now - instance.lastUsedAt >= unit.spec.scale.idleTimeout
-        ) {
-          keep--;
-          this.#o.systemLog(
-            unit.name,
-            instance.revisionId,
-            instance.id,
-            "instance idle, stopping (scale down)",
-          );
-          void this.#stop(instance, 5000);
+      unit.scaleState = decision.state;
+      const busy = unit.inFlight > 0 || unit.waiters.length > 0;
+      const recentlyUsed = busy || now - unit.lastRequestAt < scale.idleTimeout;
+      // Past idleTimeout without a request the window's leftovers no longer matter: go down to min.
+      const desired = recentlyUsed ? Math.min(scale.max, Math.max(decision.desired, scale.min, 1)) : scale.min;
+      if (desired !== unit.desired || decision.panic !== unit.panic) {
+        this.#o.logger.info(
+          {
+            function: unit.name,
+            desired,
+            current: serving.length,
+            panic: decision.panic,
+            stableConcurrency: Number(decision.stableConcurrency.toFixed(2)),
+            panicConcurrency: Number(decision.panicConcurrency.toFixed(2)),
+          },
+          "autoscaler decision",
+        );
+      }
+      unit.desired = desired;
+      unit.panic = decision.panic;
+      this.#o.metrics.desiredInstances.set({ function: unit.name }, desired);
+      this.#o.metrics.panicMode.set({ function: unit.name }, decision.panic ? 1 : 0);
+      this.#o.metrics.queueDepth.set({ function: unit.name }, unit.waiters.length);
+
+      if (serving.length < desired && now >= unit.backoffUntil) {
+        for (let n = serving.length; n < desired; n++) this.#launch(unit, unit.revision, false);
+      } else if (serving.length > desired) {
+        const idle = serving
+          .filter((i) => i.state === "ready" && i.inFlight === 0)
+          .sort((a, b) => a.lastUsedAt - b.lastUsedAt);
+        const excess = serving.length - desired;
+        for (const instance of idle.slice(0, Math.ceil(excess / 2))) {
+          this.#o.systemLog(unit.name, instance.revisionId, instance.id, "instance not needed, stopping (scale down)");
+          this.#drain(instance);
         }
       }
     }
+  }
+
+  /** Kept for callers of the pre-autoscaler API: one autoscaler round. */
+  reapIdle(): void {
+    this.tick();
   }
 
   async dispose(): Promise<void> {
@@ -494,6 +577,8 @@ export class Fleet {
     instance.inFlight++;
     instance.served++;
     instance.lastUsedAt = this.#o.clock.now();
+    unit.inFlight++;
+    this.#measure(unit);
     let released = false;
     return {
       instance,
@@ -503,6 +588,8 @@ export class Fleet {
         released = true;
         instance.inFlight--;
         instance.lastUsedAt = this.#o.clock.now();
+        unit.inFlight--;
+        this.#measure(unit);
         if (outcome.kill) {
           this.#o.systemLog(
             unit.name,
@@ -544,6 +631,7 @@ export class Fleet {
       if (!free) break;
       const waiter = unit.waiters.shift();
       waiter?.resolve(this.#lease(unit, free, free.served === 0));
+      this.#measure(unit);
     }
     if (unit.waiters.length > 0) this.#wantMore(unit);
   }
@@ -580,6 +668,15 @@ export class Fleet {
   }
 
   #launch(unit: Unit, revision: ServableRevision, cold: boolean): void {
+    const cap = this.#o.maxReservedMemoryMb;
+    if (cap !== undefined && this.#reservedMb() + unit.spec.memory > cap) {
+      // The machine is full: waiting requests time out with 503 rather than the host running out of memory.
+      this.#o.logger.warn(
+        { function: unit.name, reservedMb: this.#reservedMb(), capMb: cap },
+        "not starting an instance: the memory all instances reserve would exceed the cap",
+      );
+      return;
+    }
     const instance = this.#newInstance(unit.name, revision.id);
     unit.instances.set(instance.id, instance);
     this.#byInstance.set(instance.id, instance);
@@ -641,6 +738,24 @@ export class Fleet {
     }
     const wanted = unit.waiters.length > 0 || this.#servingCount(unit) < unit.spec.scale.min;
     if (wanted) this.#scheduleRestart(unit, delay);
+  }
+
+  /** Memory reserved by every instance that is starting or running, in MiB. */
+  #reservedMb(): number {
+    let total = 0;
+    for (const instance of this.#byInstance.values()) {
+      total += this.#units.get(instance.functionName)?.spec.memory ?? 0;
+    }
+    return total;
+  }
+
+  /** Instances of the serving revision that are starting or ready (not draining). */
+  #serving(unit: Unit): LiveInstance[] {
+    return [...unit.instances.values()].filter((i) => i.revisionId === unit.revision?.id && i.state !== "draining");
+  }
+
+  #measure(unit: Unit): void {
+    unit.meter.change(this.#o.clock.now(), unit.inFlight + unit.waiters.length);
   }
 
   #servingCount(unit: Unit): number {

@@ -23,6 +23,7 @@ export const ERRORS = {
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: "Unsupported media type" },
   DEPLOY_FAILED: { status: 422, title: "Deploy failed" },
   HANDLER_LOAD_FAILED: { status: 422, title: "The handler could not be loaded" },
+  QUEUE_FULL: { status: 429, title: "Too many requests waiting" },
   INTERNAL: { status: 500, title: "Internal error" },
   FUNCTION_ERROR: { status: 500, title: "The function threw an error" },
   FUNCTION_CRASHED: { status: 502, title: "Function crashed" },

@@ -251,7 +251,7 @@ class Context(_AttrDict):
     def get_remaining_time_in_millis(self):
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
-    getRemainingTimeInMillis = get_remaining_time_in_millis  # noqa: N815 -- Node's name, for ports
+    getRemainingTimeInMillis = get_remaining_time_in_millis  # Node's name, for ports
 
 
 class Headers(dict):
@@ -511,7 +511,7 @@ def _run_handler(call, args):
         if hasattr(result, "__await__"):
             result = _await(result)
         call.result = result
-    except BaseException as err:  # noqa: BLE001 -- whatever the handler raises is its failure
+    except BaseException as err:  # whatever the handler raises is its failure
         call.error = err
         # Past the timeout the 408 has been sent; as in Node, a late failure is not reported.
         if not call.timed_out:
@@ -593,7 +593,7 @@ def _invoke(req):
     if call.error is None:
         try:
             return (*SHAPE(call.result, response), True)
-        except Exception as err:  # noqa: BLE001 -- an unsendable result is the function's failure
+        except Exception as err:  # an unsendable result is the function's failure
             call.error = err
             _report(err)
     return (*_function_error(call.error), True)
@@ -1107,7 +1107,7 @@ def _handle(sock, req, keep_alive):
     try:
         try:
             status, out, payload, counted = _invoke(req)
-        except Exception as err:  # noqa: BLE001 -- a bug here must not take the connection down silently
+        except Exception as err:  # a bug here must not take the connection down silently
             _report(err)
             (status, out, payload), counted = _function_error(err), True
         if not any(name == "x-request-id" for name, _ in out):  # unless the handler set its own
