@@ -20,7 +20,12 @@ function steady(now: number, seconds: number, concurrency: number): Sample[] {
 describe("autoscaler decisions", () => {
   it.each([
     { what: "no traffic wants no instance", samples: steady(100_000, 60, 0), ready: 1, desired: 0 },
-    { what: "concurrency 2 at 4×0.5 per instance wants 1", samples: steady(100_000, 60, 2), ready: 1, desired: 1 },
+    {
+      what: "concurrency 2 at 4×0.5 per instance wants 1",
+      samples: steady(100_000, 60, 2),
+      ready: 1,
+      desired: 1,
+    },
     { what: "concurrency 7 wants 4", samples: steady(100_000, 60, 7), ready: 4, desired: 4 },
     { what: "more than max is capped", samples: steady(100_000, 60, 100), ready: 10, desired: 10 },
   ])("$what", ({ samples, ready, desired }) => {
@@ -41,7 +46,13 @@ describe("autoscaler decisions", () => {
 
   it("never scales down while panicking, even when the burst ebbs", () => {
     const first = decide([...steady(94_000, 54, 0), ...steady(100_000, 6, 16)], 100_000, 1, settings, calm);
-    const later = decide([...steady(100_000, 60, 0), { at: 110_000, concurrency: 0 }], 110_000, 8, settings, first.state);
+    const later = decide(
+      [...steady(100_000, 60, 0), { at: 110_000, concurrency: 0 }],
+      110_000,
+      8,
+      settings,
+      first.state,
+    );
     expect(later.panic).toBe(true);
     expect(later.desired).toBe(8);
   });

@@ -80,7 +80,10 @@ export function decide(
   let next = { ...state };
   const burst = panicDesired >= settings.panicThreshold * Math.max(1, ready) && panicDesired > ready;
   if (burst) {
-    next = { panicUntil: now + settings.stableWindowMs, panicDesired: Math.max(state.panicDesired, panicDesired) };
+    next = {
+      panicUntil: now + settings.stableWindowMs,
+      panicDesired: Math.max(state.panicDesired, panicDesired),
+    };
   }
   const panic = now < next.panicUntil;
   let desired: number;
@@ -128,7 +131,8 @@ export class ConcurrencyMeter {
     const concurrency = span > 0 ? this.#area / span : this.#current;
     const sample = { at: now, concurrency };
     this.samples.push(sample);
-    while (this.samples.length > 0 && (this.samples[0]?.at ?? now) <= now - this.#keepMs) this.samples.shift();
+    while (this.samples.length > 0 && (this.samples[0]?.at ?? now) <= now - this.#keepMs)
+      this.samples.shift();
     this.#area = 0;
     this.#since = now;
     this.#tickStart = now;

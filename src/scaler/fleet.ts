@@ -445,7 +445,9 @@ export class Fleet {
       const busy = unit.inFlight > 0 || unit.waiters.length > 0;
       const recentlyUsed = busy || now - unit.lastRequestAt < scale.idleTimeout;
       // Past idleTimeout without a request the window's leftovers no longer matter: go down to min.
-      const desired = recentlyUsed ? Math.min(scale.max, Math.max(decision.desired, scale.min, 1)) : scale.min;
+      const desired = recentlyUsed
+        ? Math.min(scale.max, Math.max(decision.desired, scale.min, 1))
+        : scale.min;
       if (desired !== unit.desired || decision.panic !== unit.panic) {
         this.#o.logger.info(
           {
@@ -473,7 +475,12 @@ export class Fleet {
           .sort((a, b) => a.lastUsedAt - b.lastUsedAt);
         const excess = serving.length - desired;
         for (const instance of idle.slice(0, Math.ceil(excess / 2))) {
-          this.#o.systemLog(unit.name, instance.revisionId, instance.id, "instance not needed, stopping (scale down)");
+          this.#o.systemLog(
+            unit.name,
+            instance.revisionId,
+            instance.id,
+            "instance not needed, stopping (scale down)",
+          );
           this.#drain(instance);
         }
       }
@@ -751,7 +758,9 @@ export class Fleet {
 
   /** Instances of the serving revision that are starting or ready (not draining). */
   #serving(unit: Unit): LiveInstance[] {
-    return [...unit.instances.values()].filter((i) => i.revisionId === unit.revision?.id && i.state !== "draining");
+    return [...unit.instances.values()].filter(
+      (i) => i.revisionId === unit.revision?.id && i.state !== "draining",
+    );
   }
 
   #measure(unit: Unit): void {

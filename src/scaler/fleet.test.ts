@@ -1,0 +1,187 @@
+import { pino } from "pino";
+import type { Pool } from "undici";
+import { describe, expect, it } from "vitest";
+import { FunctionSpecSchema } from "../deploy/spec.js";
+import type { Driver, DriverEvent, InstanceInfo, InstanceSpec } from "../drivers/driver.js";
+import { DaemonMetrics } from "../observability/metrics.js";
+import { isFuncdError } from "../shared/errors.js";
+import { ManualClock } from "../shared/manual-clock.js";
+import { Fleet, type Lease } from "./fleet.js";
+
+/**
+ * An in-memory driver: the fleet's decisions are under test here, not process
+ * handling (the process driver has its own conformance suite). Starts finish
+ * when the test says so, so "starting" is a state the tests can hold.
+ */
+class ScriptedDriver implements Driver {
+  readonly name = "scripted";
+  readonly started: InstanceSpec[] = [];
+  readonly stopped: string[] = [];
+  readonly #pending = new Map<string, (info: InstanceInfo) => void>();
+  readonly #listeners = new Set<(e: DriverEvent) => void>();
+  autoReady = true;
+
+  start(spec: InstanceSpec): Promise<InstanceInfo> {
+    this.started.push(spec);
+    const info: InstanceInfo = {
+      instanceId: spec.instanceId,
+      functionName: spec.functionName,
+      revisionId: spec.revisionId,
+      address: { socketPath: `/fake/${spec.instanceId}` },
+      state: "ready",
+      startedAt: 0,
+    };
+    if (this.autoReady) return Promise.resolve(info);
+    return new Promise((resolve) => this.#pending.set(spec.instanceId, () => resolve(info)));
+  }
+  finishStarts(): void {
+    for (const [id, done] of this.#pending) {
+      this.#pending.delete(id);
+      done({} as InstanceInfo);
+    }
+  }
+  async stop(id: string): Promise<void> {
+    this.stopped.push(id);
+  }
+  list(): InstanceInfo[] {
+    return [];
+  }
+  onEvent(listener: (e: DriverEvent) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+  async reconcile() {
+    return { removed: 0 };
+  }
+  async dispose(): Promise<void> {}
+}
+
+const fakePool = () => ({ close: async () => {}, destroy: async () => {} }) as unknown as Pool;
+
+function setup(scale: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) {
+  const clock = new ManualClock();
+  const driver = new ScriptedDriver();
+  const fleet = new Fleet({
+    driver,
+    clock,
+    logger: pino({ level: "silent" }),
+    metrics: new DaemonMetrics(),
+    connect: fakePool,
+    systemLog: () => {},
+    coldStartWaitMs: 5000,
+    healthEveryMs: 0,
+    maxQueuedPerFunction: 3,
+  });
+  const spec = FunctionSpecSchema.parse({ name: "fn", concurrency: 2, scale, ...extra });
+  fleet.activate("fn", spec, { id: "rev1", number: 1, artifactDir: "/x" });
+  return { clock, driver, fleet, spec };
+}
+
+/** Lets promise callbacks (instance starts, waiters) run. */
+const settle = () => new Promise((r) => setImmediate(r));
+
+async function lease(fleet: Fleet): Promise<Lease> {
+  return await fleet.acquire("fn");
+}
+
+describe("fleet", () => {
+  it("sends each request to the ready instance with the fewest requests in flight", async () => {
+    const { fleet } = setup({ min: 2 });
+    await settle();
+    const a = await lease(fleet);
+    const b = await lease(fleet);
+    expect(a.instance.id).not.toBe(b.instance.id);
+    b.release();
+    const c = await lease(fleet);
+    expect(c.instance.id).toBe(b.instance.id);
+  });
+
+  it("never gives an instance more requests than its concurrency; the next waits for a release", async () => {
+    const { fleet } = setup({ max: 1 });
+    const first = await lease(fleet);
+    const second = await lease(fleet);
+    expect(second.instance.id).toBe(first.instance.id);
+    expect(first.instance.inFlight).toBe(2);
+    let third: Lease | undefined;
+    void lease(fleet).then((l) => {
+      third = l;
+    });
+    await settle();
+    expect(third).toBeUndefined();
+    first.release();
+    await settle();
+    expect(third?.instance.id).toBe(first.instance.id);
+    expect(first.instance.inFlight).toBe(2);
+  });
+
+  it("refuses with 429 when the queue is full and 503 when the wait runs out, both with Retry-After", async () => {
+    const { fleet, clock, driver } = setup({ max: 1 });
+    driver.autoReady = false;
+    const waiting = [lease(fleet), lease(fleet), lease(fleet)].map((p) => p.catch((e: unknown) => e));
+    let full: unknown;
+    try {
+      await lease(fleet);
+    } catch (err) {
+      full = err;
+    }
+    expect(isFuncdError(full, "QUEUE_FULL")).toBe(true);
+    expect((full as { retryAfter: number }).retryAfter).toBeGreaterThan(0);
+    clock.advance(5001);
+    const errors = await Promise.all(waiting);
+    expect(errors.every((e) => isFuncdError(e, "FUNCTION_UNAVAILABLE"))).toBe(true);
+  });
+
+  it("starts several instances at once for a burst at zero, up to max", async () => {
+    const { fleet, driver } = setup({ max: 3 }, { concurrency: 1 });
+    driver.autoReady = false;
+    const burst = Array.from({ length: 3 }, () => lease(fleet));
+    expect(driver.started).toHaveLength(3);
+    driver.finishStarts();
+    const leases = await Promise.all(burst);
+    expect(new Set(leases.map((l) => l.instance.id)).size).toBe(3);
+  });
+
+  it("never sends a request to an instance of a revision that is draining", async () => {
+    const { fleet, spec } = setup();
+    const old = await lease(fleet);
+    fleet.activate("fn", spec, { id: "rev2", number: 2, artifactDir: "/y" });
+    const next = await lease(fleet);
+    expect(next.instance.revisionId).toBe("rev2");
+    expect(old.instance.state).toBe("draining");
+  });
+
+  it("scales up under sustained load and back to zero after the idle timeout", async () => {
+    const { fleet, clock, driver } = setup(
+      { max: 10, idleTimeout: "30s", stableWindow: "10s", panicWindow: "2s" },
+      { concurrency: 2 },
+    );
+    // Hold 6 requests in flight for 10 s: 6 / (2 × 0.7) → 5 instances.
+    const held: Lease[] = [];
+    for (let i = 0; i < 6; i++) {
+      const l = fleet.acquire("fn");
+      held.push(l instanceof Promise ? await l : l);
+      await settle();
+    }
+    for (let s = 0; s < 10; s++) {
+      clock.advance(1000);
+      await settle();
+    }
+    expect(fleet.status("fn")?.desired).toBe(5);
+    expect(driver.started.length).toBeGreaterThanOrEqual(5);
+    for (const l of held) l.release();
+    for (let s = 0; s < 40; s++) {
+      clock.advance(1000);
+      await settle();
+    }
+    expect(fleet.status("fn")?.desired).toBe(0);
+    expect(fleet.status("fn")?.instances).toHaveLength(0);
+  });
+
+  it("keeps min instances even when idle", async () => {
+    const { fleet, clock } = setup({ min: 2, idleTimeout: "1s" });
+    await settle();
+    clock.advance(10_000);
+    await settle();
+    expect(fleet.status("fn")?.instances.filter((i) => i.state !== "draining")).toHaveLength(2);
+  });
+});
