@@ -4,8 +4,8 @@
  * first answers — what any process-per-function platform pays at least.
  */
 import { startDaemon } from "./lib/daemon.mjs";
-import { bareStartTimes, RUNTIMES, runtimeAvailable } from "./lib/runtimes.mjs";
 import { cleanupStack } from "./lib/procs.mjs";
+import { bareStartTimes, RUNTIMES, runtimeAvailable } from "./lib/runtimes.mjs";
 import { ms, plusMs, ratio, summarize } from "./lib/stats.mjs";
 
 export const name = "coldstart";
@@ -40,10 +40,22 @@ export async function run({ quick, log }) {
       const rt = RUNTIMES[key];
       const fnName = `cold-${key}`;
       const bare = summarize(baselines[key]);
-      rows.push([rt.label, "bare runtime: spawn → first answer (baseline)", ms(bare.median), ms(bare.p99), ms(bare.min), "1.00×", "–"]);
+      rows.push([
+        rt.label,
+        "bare runtime: spawn → first answer (baseline)",
+        ms(bare.median),
+        ms(bare.p99),
+        ms(bare.min),
+        "1.00×",
+        "–",
+      ]);
       raw[key] = { bare: baselines[key] };
       try {
-        await daemon.deploy(fnName, { runtime: rt.runtime, files: rt.files(), scale: { idleTimeout: IDLE_TIMEOUT } });
+        await daemon.deploy(fnName, {
+          runtime: rt.runtime,
+          files: rt.files(),
+          scale: { idleTimeout: IDLE_TIMEOUT },
+        });
       } catch (err) {
         // The Python runtime is being added while this is written: report what the daemon said.
         notes.push(`${rt.label} through funcd: deploy failed — ${err.message}`);

@@ -29,7 +29,8 @@ async function deployToFirstResponse(daemon, fnName, spec) {
   for (let tries = 0; ; tries++) {
     const res = await daemon.invoke(`/function/${fnName}`);
     if (res.status === 200) break;
-    if (tries > 200) throw new Error(`/function/${fnName} answered ${res.status} after deploying: ${res.text}`);
+    if (tries > 200)
+      throw new Error(`/function/${fnName} answered ${res.status} after deploying: ${res.text}`);
     await sleep(10);
   }
   return { totalMs: performance.now() - started, deployedMs, dependencies: answer.dependencies };
@@ -47,13 +48,27 @@ export async function run({ quick, log }) {
     log(`bare Node runtime, ${runs} starts`);
     const bareNode = summarize(await bareStartTimes("node", runs));
     raw.bareNode = bareNode;
-    rows.push(["Node: bare runtime spawn → first answer (baseline)", ms(bareNode.median), ms(bareNode.max), "–", "1.00×", "–"]);
+    rows.push([
+      "Node: bare runtime spawn → first answer (baseline)",
+      ms(bareNode.median),
+      ms(bareNode.max),
+      "–",
+      "1.00×",
+      "–",
+    ]);
     let barePython;
     if (python.ok) {
       log(`bare Python runtime, ${runs} starts`);
       barePython = summarize(await bareStartTimes("python", runs));
       raw.barePython = barePython;
-      rows.push(["Python: bare runtime spawn → first answer (baseline)", ms(barePython.median), ms(barePython.max), "–", "1.00×", "–"]);
+      rows.push([
+        "Python: bare runtime spawn → first answer (baseline)",
+        ms(barePython.median),
+        ms(barePython.max),
+        "–",
+        "1.00×",
+        "–",
+      ]);
     } else {
       notes.push(`Python skipped: ${python.why}.`);
     }
@@ -72,7 +87,9 @@ export async function run({ quick, log }) {
         label: "Node + lodash, dependency cache miss",
         baseline: bareNode,
         // Each run's package.json differs (its name), so each is a new cache key and a real `npm` install.
-        spec: (i) => ({ files: { "handler.js": lodashHandler(i), "package.json": packageJson(`miss-${i}`) } }),
+        spec: (i) => ({
+          files: { "handler.js": lodashHandler(i), "package.json": packageJson(`miss-${i}`) },
+        }),
         expectCached: false,
       },
       {
@@ -80,7 +97,9 @@ export async function run({ quick, log }) {
         label: "Node + lodash, dependency cache hit",
         baseline: bareNode,
         // The package.json of the first miss: same key, installed already; only the handler is new.
-        spec: (i) => ({ files: { "handler.js": lodashHandler(100 + i), "package.json": packageJson("miss-0") } }),
+        spec: (i) => ({
+          files: { "handler.js": lodashHandler(100 + i), "package.json": packageJson("miss-0") },
+        }),
         expectCached: true,
       },
     ];
@@ -115,7 +134,14 @@ export async function run({ quick, log }) {
       raw.cases[c.key] = { samples };
       const total = summarize(samples.map((s) => s.totalMs));
       const put = summarize(samples.map((s) => s.deployedMs));
-      rows.push([c.label, ms(total.median), ms(total.max), ms(put.median), ratio(total.median, c.baseline.median), ms(c.baseline.median)]);
+      rows.push([
+        c.label,
+        ms(total.median),
+        ms(total.max),
+        ms(put.median),
+        ratio(total.median, c.baseline.median),
+        ms(c.baseline.median),
+      ]);
       summary.push({
         target: `${c.label} (no target set; median vs bare runtime start)`,
         measured: `${ms(total.median)} (${ratio(total.median, c.baseline.median)})`,

@@ -37,7 +37,9 @@ const wanted = args.filter((a) => !a.startsWith("-"));
 const known = BENCHMARKS.map((b) => b.name);
 const bad = [...unknownFlags, ...wanted.filter((w) => !known.includes(w))];
 if (bad.length > 0) {
-  process.stderr.write(`Unknown argument(s) ${bad.join(", ")}; benchmarks: ${known.join(", ")}; flags: --quick\n`);
+  process.stderr.write(
+    `Unknown argument(s) ${bad.join(", ")}; benchmarks: ${known.join(", ")}; flags: --quick\n`,
+  );
   process.exit(2);
 }
 const selected = wanted.length > 0 ? BENCHMARKS.filter((b) => wanted.includes(b.name)) : BENCHMARKS;
@@ -63,7 +65,12 @@ for (const bench of selected) {
   const started = performance.now();
   try {
     const result = await bench.run({ quick, log, nginx });
-    results.push({ name: bench.name, title: bench.title, ...result, durationMs: performance.now() - started });
+    results.push({
+      name: bench.name,
+      title: bench.title,
+      ...result,
+      durationMs: performance.now() - started,
+    });
   } catch (err) {
     process.stderr.write(`  ${bench.name} failed: ${err.stack ?? err}\n`);
     results.push({

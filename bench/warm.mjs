@@ -7,7 +7,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { summarizeProfile, readProfile } from "./lib/cpuprofile.mjs";
+import { readProfile, summarizeProfile } from "./lib/cpuprofile.mjs";
 import { startDaemon } from "./lib/daemon.mjs";
 import { instancePids } from "./lib/instances.mjs";
 import { runLoad } from "./lib/load.mjs";
@@ -77,7 +77,9 @@ export async function run({ quick, log, nginx }) {
         cpu: { proxy: processTree(proxy.pid), server: [bare.child.pid] },
       });
     } else {
-      notes.push("nginx is not installed (bash scripts/bench-deps.sh installs it): the nginx rows are missing.");
+      notes.push(
+        "nginx is not installed (bash scripts/bench-deps.sh installs it): the nginx rows are missing.",
+      );
     }
 
     for (const connections of [1, 64]) {
@@ -162,7 +164,9 @@ function report(cases, raw, notes, profile) {
   const summary = [
     {
       target: `gateway throughput ≥ ${TARGET_VS_NGINX * 100} % of nginx's (64 connections)`,
-      measured: ng64 ? `${percent((gw64.rps / ng64.rps) * 100)} (${count(gw64.rps)} vs ${count(ng64.rps)} req/s)` : "no nginx",
+      measured: ng64
+        ? `${percent((gw64.rps / ng64.rps) * 100)} (${count(gw64.rps)} vs ${count(ng64.rps)} req/s)`
+        : "no nginx",
       met: ng64 ? gw64.rps >= TARGET_VS_NGINX * ng64.rps : undefined,
     },
     {
@@ -174,7 +178,12 @@ function report(cases, raw, notes, profile) {
 
   const cpuRows = cases.map((c) => {
     const cpu = get(c.key, 64).cpu;
-    return [c.label, c.key === "direct" ? "–" : percent(cpu.proxy), percent(cpu.server), percent(cpu.machine)];
+    return [
+      c.label,
+      c.key === "direct" ? "–" : percent(cpu.proxy),
+      percent(cpu.server),
+      percent(cpu.machine),
+    ];
   });
 
   const sections = [
@@ -213,10 +222,14 @@ function profileSection(p) {
       "(share of the busy time):",
     table: {
       header: ["#", "function", "where", "self", "share"],
-      rows: p.functions.map((f, i) => [i + 1, `\`${f.name}\``, f.where || "–", ms(f.ms), percent(f.share, 1)]),
+      rows: p.functions.map((f, i) => [
+        i + 1,
+        `\`${f.name}\``,
+        f.where || "–",
+        ms(f.ms),
+        percent(f.share, 1),
+      ]),
     },
-    notes: [
-      `By module: ${p.modules.map((m) => `${m.module} ${percent(m.share, 0)}`).join(", ")}.`,
-    ],
+    notes: [`By module: ${p.modules.map((m) => `${m.module} ${percent(m.share, 0)}`).join(", ")}.`],
   };
 }

@@ -35,7 +35,9 @@ export function cleanEnv(extra = {}) {
 export function sandboxMode() {
   const bwrap = ["/usr/bin/bwrap", "/usr/local/bin/bwrap", "/bin/bwrap"].find((p) => existsSync(p));
   const uid = process.getuid?.() === 0 ? ", per-function uid" : "";
-  return bwrap ? `bwrap (${bwrap})${uid}` : `none (bwrap not installed: own process group + RSS watchdog${uid})`;
+  return bwrap
+    ? `bwrap (${bwrap})${uid}`
+    : `none (bwrap not installed: own process group + RSS watchdog${uid})`;
 }
 
 /** A failed API call, with the daemon's problem+json detail in the message. */
@@ -184,7 +186,9 @@ function apiOf(daemon) {
         const view = await api("GET", `/api/v1/functions/${name}`);
         if (view.instances.length === 0) return;
         if (Date.now() > deadline) {
-          throw new Error(`function "${name}" still runs ${view.instances.length} instance(s) after ${timeoutMs} ms`);
+          throw new Error(
+            `function "${name}" still runs ${view.instances.length} instance(s) after ${timeoutMs} ms`,
+          );
         }
         await sleep(50);
       }
@@ -196,7 +200,8 @@ function apiOf(daemon) {
         const items = (await api("GET", "/api/v1/functions")).items;
         const total = items.reduce((n, f) => n + f.instances.length, 0);
         if (test(total)) return items;
-        if (Date.now() > deadline) throw new Error(`instances did not settle in ${timeoutMs} ms (now ${total})`);
+        if (Date.now() > deadline)
+          throw new Error(`instances did not settle in ${timeoutMs} ms (now ${total})`);
         await sleep(500);
       }
     },

@@ -27,7 +27,11 @@ export function loadGenerator() {
     const command = existsSync(LOCAL_AUTOCANNON) ? LOCAL_AUTOCANNON : "autocannon";
     const probe = spawnSync(command, ["--version"], { encoding: "utf8" });
     if (!probe.error) {
-      detected = { name: "autocannon", version: (probe.stdout || probe.stderr).trim().split("\n")[0], command };
+      detected = {
+        name: "autocannon",
+        version: (probe.stdout || probe.stderr).trim().split("\n")[0],
+        command,
+      };
       return detected;
     }
   }
@@ -80,7 +84,16 @@ export async function runLoad(url, { connections, seconds }) {
   const gen = loadGenerator();
   const args =
     gen.name === "wrk"
-      ? ["-t", String(Math.min(2, connections)), "-c", String(connections), "-d", `${seconds}s`, "--timeout", "10s"]
+      ? [
+          "-t",
+          String(Math.min(2, connections)),
+          "-c",
+          String(connections),
+          "-d",
+          `${seconds}s`,
+          "--timeout",
+          "10s",
+        ]
       : ["-c", String(connections), "-d", String(seconds), "--json"];
   if (gen.name === "wrk") args.push("--latency");
   const child = spawnGroup(gen.command, [...args, url], {});

@@ -8,8 +8,8 @@ import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { request } from "undici";
-import { freePort } from "./runtimes.mjs";
 import { spawnGroup, stopGroup } from "./procs.mjs";
+import { freePort } from "./runtimes.mjs";
 
 const NGINX_PATHS = ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"];
 

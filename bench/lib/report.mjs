@@ -28,7 +28,11 @@ export function table({ header, rows }) {
 
 function git(args) {
   try {
-    return execFileSync("git", args, { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+    return execFileSync("git", args, {
+      cwd: ROOT,
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+    }).trim();
   } catch {
     return "";
   }
@@ -61,7 +65,8 @@ export function describeMachine(tools) {
 /** The markdown report of a run. */
 export function renderMarkdown({ startedAt, machine, results, quick }) {
   const lines = [`# funcd benchmarks — ${startedAt.toISOString().slice(0, 16).replace("T", " ")} UTC`, ""];
-  if (quick) lines.push("**Quick mode** (`--quick`): shortened runs for checking the suite, not for quoting.", "");
+  if (quick)
+    lines.push("**Quick mode** (`--quick`): shortened runs for checking the suite, not for quoting.", "");
   lines.push(
     `Machine: ${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}; ` +
       `load average at start ${machine.loadAverage["1m"].toFixed(2)} (1 min) — load generator, proxies, daemon and ` +
@@ -71,9 +76,16 @@ export function renderMarkdown({ startedAt, machine, results, quick }) {
     "Every figure is compared with a baseline measured in the same run (see bench/README.md for how to read them).",
     "",
   );
-  const summary = results.flatMap((r) => (r.summary ?? []).map((s) => [r.name, s.target, s.measured, verdict(s.met)]));
+  const summary = results.flatMap((r) =>
+    (r.summary ?? []).map((s) => [r.name, s.target, s.measured, verdict(s.met)]),
+  );
   if (summary.length > 0) {
-    lines.push("## Targets", "", table({ header: ["benchmark", "target", "measured", "verdict"], rows: summary }), "");
+    lines.push(
+      "## Targets",
+      "",
+      table({ header: ["benchmark", "target", "measured", "verdict"], rows: summary }),
+      "",
+    );
   }
   for (const r of results) {
     lines.push(`## ${r.name}: ${r.title}`, "");

@@ -36,7 +36,8 @@ export const RUNTIMES = {
 export function runtimeAvailable(key) {
   const rt = RUNTIMES[key];
   if (!existsSync(rt.server)) return { ok: false, why: `${path.relative(ROOT, rt.server)} does not exist` };
-  if (key === "python" && !existsSync("/usr/bin/python3")) return { ok: false, why: "/usr/bin/python3 is missing" };
+  if (key === "python" && !existsSync("/usr/bin/python3"))
+    return { ok: false, why: "/usr/bin/python3 is missing" };
   return { ok: true };
 }
 

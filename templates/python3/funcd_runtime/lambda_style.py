@@ -1,12 +1,16 @@
 """The Lambda handler style of funcd's Python runtime ("Lambda style" in docs/runtime-contract.md): a
 request becomes an API Gateway HTTP API / Lambda Function URL payload format 2.0 event, the context is
-AWS's Python context object, and the handler's result is read the way format 2.0 reads it. server.py
-loads this module only for functions in the Lambda style, so Kubeless-style functions never compile it.
+AWS's Python context object, and the handler's result is read the way format 2.0 reads it. The runtime
+imports this module only for functions in the Lambda style.
 """
 
 import binascii
 import os
 import time
+
+from . import responses
+from .http1 import Headers
+from .kubeless import unquote
 
 _TEXT_TYPES = frozenset(
     ("application/json", "application/xml", "application/javascript", "application/x-www-form-urlencoded")
@@ -29,7 +33,7 @@ class LambdaStyle:
     into the handler's arguments (it never raises: the body is passed on, not parsed), `shape` turns the
     handler's result into (status, headers, body)."""
 
-    def __init__(self, *, function_name, revision, memory_limit_mb, unquote, shaped, to_json, new_headers):
+    def __init__(self, *, function_name, revision, memory_limit_mb):
         self._function_name = function_name
         self._version = revision or "$LATEST"
         self._arn = f"arn:funcd:lambda:local:000000000000:function:{function_name}"
@@ -38,10 +42,6 @@ class LambdaStyle:
         # AWS's shape, `YYYY/MM/DD/[version]<instance id>`: one stream per instance.
         day = time.strftime("%Y/%m/%d", time.gmtime())
         self._log_stream = f"{day}/[{self._version}]{os.urandom(16).hex()}"
-        self._unquote = unquote
-        self._shaped = shaped
-        self._to_json = to_json
-        self._new_headers = new_headers
 
     def prepare(self, req):
         now = time.time()
@@ -62,7 +62,7 @@ class LambdaStyle:
             event["cookies"] = [part.strip() for part in cookie.split(";") if part.strip()]
         event["headers"] = headers
         if req.search:
-            event["queryStringParameters"] = self._query_parameters(req.search)
+            event["queryStringParameters"] = _query_parameters(req.search)
         event["requestContext"] = {
             "accountId": "funcd",
             "apiId": self._function_name,
@@ -101,25 +101,15 @@ class LambdaStyle:
         context._deadline = req.deadline
         return (event, context), None
 
-    def _query_parameters(self, search):
-        """Decoded parameters; a repeated key's values joined with ",", as format 2.0 does."""
-        query = {}
-        for pair in search.split("&"):
-            if pair:
-                key, _, value = pair.partition("=")
-                key, value = self._unquote(key), self._unquote(value)
-                query[key] = f"{query[key]},{value}" if key in query else value
-        return query
-
     def shape(self, result, _response):
         """Format 2.0: a dict with an int statusCode describes the response (its `cookies` become
         set-cookie headers); anything else is a 200 application/json whose body is the value as JSON,
         except that a str is the body as it is."""
         if result is None:
-            return self._shaped(200, self._new_headers(), None, False)
+            return responses.shaped(200, Headers(), None, False)
         status = result.get("statusCode") if isinstance(result, dict) else None
-        if isinstance(status, int) and not isinstance(status, bool):
-            headers = self._new_headers()
+        if responses.is_int(status):
+            headers = Headers()
             if isinstance(result.get("headers"), dict):
                 headers.update(result["headers"])
             cookies = result.get("cookies")
@@ -127,9 +117,20 @@ class LambdaStyle:
                 given = headers.pop("set-cookie", None)
                 given = [] if given is None else list(given) if isinstance(given, (list, tuple)) else [given]
                 headers["set-cookie"] = given + [str(cookie) for cookie in cookies]
-            return self._shaped(status, headers, result.get("body"), result.get("isBase64Encoded") is True)
-        body = result if isinstance(result, str) else self._to_json(result)
-        return self._shaped(200, self._new_headers({"content-type": "application/json"}), body, False)
+            return responses.shaped(status, headers, result.get("body"), result.get("isBase64Encoded") is True)
+        body = result if isinstance(result, str) else responses.to_json(result)
+        return responses.shaped(200, Headers({"content-type": "application/json"}), body, False)
+
+
+def _query_parameters(search):
+    """Decoded parameters; a repeated key's values joined with ",", as format 2.0 does."""
+    query = {}
+    for pair in search.split("&"):
+        if pair:
+            key, _, value = pair.partition("=")
+            key, value = unquote(key), unquote(value)
+            query[key] = f"{query[key]},{value}" if key in query else value
+    return query
 
 
 def _is_text(content_type):
