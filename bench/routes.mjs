@@ -42,7 +42,9 @@ export async function run({ quick, log }) {
     const measure = async (label) => {
       log(`${label}: proxy via custom route, ${warmupSeconds} s warm-up + ${duration} s`);
       await runLoad(target, { connections: CONNECTIONS, seconds: warmupSeconds });
+      await daemon.settle("route-0000"); // see settle(): the end of a wrk run may replace the instance
       const proxy = await runLoad(target, { connections: CONNECTIONS, seconds: duration });
+      await daemon.settle("route-0000");
       log(`${label}: route lookup only (404), ${warmupSeconds} s warm-up + ${duration} s`);
       await runLoad(lookupOnly, { connections: CONNECTIONS, seconds: warmupSeconds });
       const lookup = await runLoad(lookupOnly, { connections: CONNECTIONS, seconds: duration });

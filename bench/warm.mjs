@@ -54,17 +54,28 @@ export async function run({ quick, log, nginx }) {
     const bare = await startBareRuntime("node", fn.dir);
     cleanup.defer(bare.stop);
     const cases = [
-      { key: "direct", label: "runtime direct (baseline)", url: bare.url, cpu: { server: [bare.child.pid] } },
+      {
+        key: "direct",
+        label: "runtime direct (baseline)",
+        url: bare.url,
+        cpu: async () => ({ server: [bare.child.pid] }),
+      },
     ];
 
     const daemon = await startDaemon();
     cleanup.defer(daemon.stop);
     const instance = await deployHello(daemon);
+    const replaced = new Set();
     cases.push({
       key: "gateway",
       label: "funcd gateway",
       url: `${daemon.url}/function/hello`,
-      cpu: { proxy: [daemon.pid], server: instancePids(instance) },
+      // After each run the instance may have been replaced (see settle()): look its processes up anew.
+      cpu: async () => {
+        const [current] = await daemon.settle("hello");
+        if (current.instanceId !== instance.instanceId) replaced.add(current.instanceId);
+        return { proxy: [daemon.pid], server: instancePids(current) };
+      },
     });
 
     if (nginx) {
@@ -74,7 +85,7 @@ export async function run({ quick, log, nginx }) {
         key: "nginx",
         label: "nginx (1 worker, keep-alive upstream)",
         url: proxy.url,
-        cpu: { proxy: processTree(proxy.pid), server: [bare.child.pid] },
+        cpu: async () => ({ proxy: processTree(proxy.pid), server: [bare.child.pid] }),
       });
     } else {
       notes.push(
@@ -86,9 +97,17 @@ export async function run({ quick, log, nginx }) {
       for (const c of cases) {
         log(`${c.key}, ${connections} connection(s): ${warmupSeconds} s warm-up + ${seconds} s`);
         await runLoad(c.url, { connections, seconds: warmupSeconds });
-        const { result, cpu } = await measureCpu(c.cpu, () => runLoad(c.url, { connections, seconds }));
+        const groups = await c.cpu();
+        const { result, cpu } = await measureCpu(groups, () => runLoad(c.url, { connections, seconds }));
         raw.runs[`${c.key}-${connections}`] = { ...result, cpu };
       }
+    }
+    if (replaced.size > 0) {
+      notes.push(
+        `The gateway's instance was replaced ${replaced.size} time(s) between runs: wrk ends each run by closing its ` +
+          'connections mid-request, and the gateway records those requests as crashed (502, "Premature close") ' +
+          "and retires the instance. Each measured run started after the replacement was ready and idle.",
+      );
     }
     await cleanup.run();
 
@@ -116,6 +135,7 @@ async function profiledGatewayRun({ seconds, warmupSeconds, log }) {
       log(`gateway under --cpu-prof, 64 connections: ${warmupSeconds} s warm-up + ${seconds} s`);
       const url = `${daemon.url}/function/hello`;
       await runLoad(url, { connections: 64, seconds: warmupSeconds });
+      await daemon.settle("hello");
       loadStart = performance.now();
       load = await runLoad(url, { connections: 64, seconds });
       loadEnd = performance.now();

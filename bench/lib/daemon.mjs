@@ -193,6 +193,26 @@ function apiOf(daemon) {
         await sleep(50);
       }
     },
+    /**
+     * Polls until the function runs exactly `count` instances, all ready and idle, and returns them. Used
+     * after each load run: wrk ends a run by closing connections mid-request, which the gateway currently
+     * takes for a broken instance and replaces — measuring before the replacement is up would time it.
+     */
+    async settle(name, { count = 1, timeoutMs = 20_000 } = {}) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const { instances } = await api("GET", `/api/v1/functions/${name}`);
+        if (instances.length === count && instances.every((i) => i.state === "ready" && i.inFlight === 0)) {
+          return instances;
+        }
+        if (Date.now() > deadline) {
+          throw new Error(
+            `function "${name}" did not settle to ${count} idle instance(s): ${JSON.stringify(instances)}`,
+          );
+        }
+        await sleep(50);
+      }
+    },
     /** Polls the function list until `count(instances of all functions)` satisfies `test`. */
     async waitForInstances(test, timeoutMs = 120_000) {
       const deadline = Date.now() + timeoutMs;

@@ -166,10 +166,15 @@ export function processesMentioning(needle, { cgroup = false } = {}) {
   return pids;
 }
 
-/** CPU time (ms) used so far by each process of `pids` together. */
+/** CPU time (ms) each process of `pids` has used so far; processes that are gone are left out. */
 export function cpuMs(pids) {
+  const used = new Map();
   // USER_HZ is 100 on every Linux this runs on; /proc reports ticks of it.
-  return pids.reduce((sum, pid) => sum + (readStat(pid)?.cpuTicks ?? 0) * 10, 0);
+  for (const pid of pids) {
+    const stat = readStat(pid);
+    if (stat) used.set(pid, stat.cpuTicks * 10);
+  }
+  return used;
 }
 
 /** Busy and total jiffies of the whole machine, from the first line of /proc/stat. */
@@ -192,7 +197,12 @@ export async function measureCpu(groups, work) {
   const elapsed = performance.now() - started;
   const machineAfter = machineTicks();
   const cpu = {};
-  for (const [k, pids] of Object.entries(groups)) cpu[k] = ((cpuMs(pids) - before[k]) / elapsed) * 100;
+  for (const [k, pids] of Object.entries(groups)) {
+    // Only processes alive at both ends count: one that exited meanwhile took its CPU time with it.
+    let used = 0;
+    for (const [pid, after] of cpuMs(pids)) used += after - (before[k].get(pid) ?? after);
+    cpu[k] = (used / elapsed) * 100;
+  }
   cpu.machine =
     ((machineAfter.busy - machineBefore.busy) / Math.max(1, machineAfter.total - machineBefore.total)) * 100;
   return { result, cpu };

@@ -12,7 +12,7 @@ import { FuncdError, messageOf } from "../shared/errors.js";
 import type { Logger } from "../shared/logger.js";
 import type { ExecutionOutcome } from "../store/types.js";
 import { sendProblem } from "./problem.js";
-import type { RouteTable } from "./routes.js";
+import type { RouteMatch, RouteTable } from "./routes.js";
 
 export interface GatewayOptions {
   routes: RouteTable;
@@ -22,6 +22,58 @@ export interface GatewayOptions {
   clock: Clock;
   logger: Logger;
   maxBodyBytes: number;
+  /** Takes `/async-function/...` and `X-Invocation-Type: async` requests; without it they run sync. */
+  asyncIntake?: AsyncIntake;
+}
+
+/** An async request the gateway has routed; the intake stores it and answers 202. */
+export interface AsyncCall {
+  match: RouteMatch;
+  /** The query string with its "?", or "". */
+  search: string;
+  requestId: string;
+  executionId: string;
+}
+
+/** The async entry point (src/queue/): must answer `res` itself. */
+export interface AsyncIntake {
+  accept(req: IncomingMessage, res: ServerResponse, call: AsyncCall): void;
+}
+
+/** A request the gateway makes on behalf of someone else (the async workers): buffered in, bounded out. */
+export interface Delivery {
+  functionName: string;
+  method: string;
+  /** Sub-path plus query. */
+  path: string;
+  /** Sent as they are: the caller adds request id, prefix and its own `x-funcd-*` headers. */
+  headers: Record<string, string | string[]>;
+  body: Buffer | null;
+  /** Keep at most this many bytes of the answer's body (the rest is read and counted). */
+  keepBytes: number;
+  /** Emits "abort" to give up (daemon shutdown). */
+  cancel?: EventEmitter;
+}
+
+/** What became of a {@link Delivery}. */
+export interface Delivered {
+  /** False when no instance took the request: the function never saw it. */
+  reached: boolean;
+  statusCode: number;
+  headers: Record<string, string | string[]>;
+  /** The first `keepBytes` of the answer. */
+  body: Buffer;
+  bodyBytes: number;
+  /** Set when funcd, not the function, produced the status (timeout, crash, no instance). */
+  error: FuncdError | null;
+  /** The function's own error text (a runtime's problem+json detail), when it answered one. */
+  errorText: string | null;
+  outcome: ExecutionOutcome;
+  coldStart: boolean;
+  instanceId: string | null;
+  revisionId: string | null;
+  startedAt: number;
+  durationMs: number;
 }
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) are for one connection, not to be forwarded. */
@@ -66,8 +118,14 @@ export class Gateway {
     const started = this.#o.clock.now();
     const url = req.url ?? "/";
     const q = url.indexOf("?");
-    const pathname = q === -1 ? url : url.slice(0, q);
+    let pathname = q === -1 ? url : url.slice(0, q);
     const search = q === -1 ? "" : url.slice(q);
+    // Two checks on the sync path; everything else about async lives in the intake.
+    let async = req.headers["x-invocation-type"] !== undefined && isAsyncType(req.headers["x-invocation-type"]);
+    if (pathname.startsWith(ASYNC_PREFIX)) {
+      async = true;
+      pathname = `/function/${pathname.slice(ASYNC_PREFIX.length)}`;
+    }
     const incomingId = header(req.headers["x-request-id"]) ?? header(req.headers["x-call-id"]);
     const given = incomingId !== undefined && /^[\w.:-]{1,128}$/.test(incomingId);
     const requestId = given ? incomingId : randomUUID();
@@ -88,6 +146,10 @@ export class Gateway {
     if (!this.#o.routes.hasFunction(name)) {
       req.resume();
       sendProblem(res, new FuncdError("FUNCTION_NOT_FOUND", `No function named "${name}"`), pathname);
+      return;
+    }
+    if (async && this.#o.asyncIntake) {
+      this.#o.asyncIntake.accept(req, res, { match, search, requestId, executionId });
       return;
     }
 
@@ -186,17 +248,126 @@ export class Gateway {
         ...(problem ? { errorText: problemDetail(problem) } : {}),
       });
     } catch (err) {
-      let error = overLimit
-        ? tooLarge(requestBytes, limit)
-        : this.#upstreamError(err, name, instance.id, timeoutMs);
-      if (error.code === "GATEWAY_TIMEOUT") outcome = { kill: true };
-      else if (error.code === "FUNCTION_CRASHED") outcome = { broken: true };
-      lease.release(outcome);
-      if (error.code === "FUNCTION_CRASHED") error = await this.#explainCrash(error, name, instance.id);
+      const error = overLimit
+        ? releaseAfter(lease, tooLarge(requestBytes, limit), outcome)
+        : await this.#failed(err, lease, name, timeoutMs, outcome);
       this.#finish(req, res, name, started, ids, lease, false, { error, requestBytes });
     } finally {
       res.off("close", onClose);
     }
+  }
+
+  /**
+   * The same hop as a sync request — a fleet lease (scaling, concurrency limits, cold starts), the
+   * instance's keep-alive pool, the same timeouts and failure handling — for a request that is not
+   * streamed from a client: the async workers deliver queued invocations through it. Never throws.
+   */
+  async deliver(d: Delivery): Promise<Delivered> {
+    const started = this.#o.clock.now();
+    const name = d.functionName;
+    let lease: Lease;
+    try {
+      const got = this.#o.fleet.acquire(name, d.cancel);
+      lease = got instanceof Promise ? await got : got;
+    } catch (err) {
+      return this.#delivered(name, started, null, { error: asFuncdError(err) });
+    }
+    const instance = lease.instance;
+    const upstream = instance.upstream;
+    if (!upstream) {
+      lease.release();
+      return this.#delivered(name, started, null, {
+        error: new FuncdError("FUNCTION_UNAVAILABLE", `Instance ${instance.id} has no connection`),
+      });
+    }
+    const timeoutMs = this.#o.fleet.timeoutOf(name);
+    try {
+      const answer = await upstream.request({
+        method: d.method as "GET",
+        path: d.path,
+        headers: d.headers,
+        body: d.body,
+        ...(d.cancel ? { signal: d.cancel } : {}),
+        headersTimeout: timeoutMs + SILENCE_GRACE_MS,
+        bodyTimeout: timeoutMs + SILENCE_GRACE_MS,
+      });
+      const chunks: Buffer[] = [];
+      let kept = 0;
+      let bodyBytes = 0;
+      for await (const chunk of answer.body as AsyncIterable<Buffer>) {
+        bodyBytes += chunk.length;
+        if (kept < d.keepBytes) {
+          const part = chunk.length <= d.keepBytes - kept ? chunk : chunk.subarray(0, d.keepBytes - kept);
+          chunks.push(part);
+          kept += part.length;
+        }
+      }
+      const recycle = answer.headers["x-funcd-recycle"] !== undefined;
+      lease.release(recycle ? { recycle: true } : {});
+      const body = Buffer.concat(chunks);
+      const problem =
+        answer.statusCode >= 400 && String(answer.headers["content-type"] ?? "").includes("problem+json");
+      return this.#delivered(name, started, lease, {
+        status: answer.statusCode,
+        headers: responseHeaders(answer.headers),
+        body,
+        bodyBytes,
+        errorText: problem ? problemDetail([body.subarray(0, 8192)]) : null,
+      });
+    } catch (err) {
+      return this.#delivered(name, started, lease, { error: await this.#failed(err, lease, name, timeoutMs) });
+    }
+  }
+
+  #delivered(
+    name: string,
+    started: number,
+    lease: Lease | null,
+    detail: {
+      status?: number;
+      headers?: Record<string, string | string[]>;
+      body?: Buffer;
+      bodyBytes?: number;
+      error?: FuncdError;
+      errorText?: string | null;
+    },
+  ): Delivered {
+    const error = detail.error ?? null;
+    const statusCode = error ? error.status : (detail.status ?? 500);
+    const durationMs = this.#o.clock.now() - started;
+    this.#o.metrics.invocations.inc({ function: name, code: String(statusCode) });
+    this.#o.metrics.duration.observe({ function: name }, durationMs / 1000);
+    return {
+      reached: lease !== null,
+      statusCode,
+      headers: detail.headers ?? {},
+      body: detail.body ?? EMPTY,
+      bodyBytes: detail.bodyBytes ?? 0,
+      error,
+      errorText: error ? error.message : (detail.errorText ?? null),
+      outcome: outcomeOf(statusCode, error ?? undefined),
+      coldStart: lease?.coldStart ?? false,
+      instanceId: lease?.instance.id ?? null,
+      revisionId: lease?.instance.revisionId ?? null,
+      startedAt: started,
+      durationMs,
+    };
+  }
+
+  /** Classifies a failed hop, releases the lease accordingly (kill a silent instance, drop a dead one). */
+  async #failed(
+    err: unknown,
+    lease: Lease,
+    name: string,
+    timeoutMs: number,
+    outcome: { recycle?: boolean } = {},
+  ): Promise<FuncdError> {
+    const instanceId = lease.instance.id;
+    const error = this.#upstreamError(err, name, instanceId, timeoutMs);
+    if (error.code === "GATEWAY_TIMEOUT") lease.release({ kill: true });
+    else if (error.code === "FUNCTION_CRASHED") lease.release({ broken: true });
+    else lease.release(outcome);
+    return error.code === "FUNCTION_CRASHED" ? this.#explainCrash(error, name, instanceId) : error;
   }
 
   /** Waits briefly for the instance's exit report so the answer can say OOMKilled rather than "crashed". */
@@ -291,6 +462,24 @@ export class Gateway {
   }
 }
 
+const ASYNC_PREFIX = "/async-function/";
+const EMPTY = Buffer.alloc(0);
+
+/** `X-Invocation-Type: async` (also `Event`, Lambda's word for it). */
+function isAsyncType(value: string | string[]): boolean {
+  const v = (Array.isArray(value) ? value[0] : value)?.toLowerCase();
+  return v === "async" || v === "event";
+}
+
+function asFuncdError(err: unknown): FuncdError {
+  return err instanceof FuncdError ? err : new FuncdError("INTERNAL", messageOf(err));
+}
+
+function releaseAfter(lease: Lease, error: FuncdError, outcome: { recycle?: boolean }): FuncdError {
+  lease.release(outcome);
+  return error;
+}
+
 function problemDetail(chunks: Buffer[]): string | null {
   try {
     const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as { detail?: unknown; title?: unknown };
@@ -311,7 +500,8 @@ function outcomeOf(status: number, error: unknown): ExecutionOutcome {
   return status >= 500 ? "error" : "success";
 }
 
-function tooLarge(size: number, limit: number): FuncdError {
+/** The 413 for a body over the limit. */
+export function tooLarge(size: number, limit: number): FuncdError {
   return new FuncdError(
     "PAYLOAD_TOO_LARGE",
     `The request body (${size} bytes or more) exceeds the ${limit}-byte limit`,
@@ -322,7 +512,8 @@ function header(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }
 
-function forwardHeaders(
+/** What the function receives of the client's headers, plus funcd's request id, marker and forwarding headers. */
+export function forwardHeaders(
   incoming: IncomingHttpHeaders,
   requestId: string,
   prefix: string,

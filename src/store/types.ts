@@ -41,7 +41,53 @@ export interface RevisionRecord {
   depsKey?: string | null;
 }
 
-export type ExecutionOutcome = "success" | "error" | "timeout" | "crashed" | "oomkilled" | "throttled";
+/** How an invocation ended; `pending` while an async one has not finished yet. */
+export type ExecutionOutcome =
+  | "success"
+  | "error"
+  | "timeout"
+  | "crashed"
+  | "oomkilled"
+  | "throttled"
+  | "pending";
+
+/** Where an async invocation is in its life. Sync records have none. */
+export type ExecutionState = "queued" | "running" | "succeeded" | "failed" | "dead-lettered";
+
+/** A body kept on a record, cut at a bound: UTF-8 text when it is, else base64. */
+export interface CapturedBody {
+  body: string;
+  encoding: "utf8" | "base64";
+  /** The whole body's size, before any cut. */
+  bytes: number;
+  truncated: boolean;
+}
+
+/** The request of an async invocation, as its record shows it (credentials redacted). */
+export interface CapturedRequest extends CapturedBody {
+  method: string;
+  /** The path the function sees, with the query. */
+  path: string;
+  headers: Record<string, string | string[]>;
+}
+
+/** What the function answered (last attempt). */
+export interface CapturedResult extends CapturedBody {
+  statusCode: number;
+  headers: Record<string, string | string[]>;
+}
+
+/** The delivery of an async invocation's result to its `X-Callback-Url`. */
+export interface CallbackStatus {
+  url: string;
+  /** `pending` until it is delivered (a 2xx answer) or its retries ran out (`failed`). */
+  status: "pending" | "delivered" | "failed";
+  attempts: number;
+  statusCode: number | null;
+  error: string | null;
+  /** When the last attempt was made. */
+  at: number | null;
+}
 
 export interface ExecutionRecord {
   id: string;
@@ -59,6 +105,16 @@ export interface ExecutionRecord {
   responseBytes: number;
   /** The request id the function saw; its log lines carry it. */
   requestId: string | null;
+  // Async invocations only: the record is written when the request is queued and updated through its life.
+  // `startedAt`/`durationMs`/`statusCode`/`outcome` then describe the latest attempt.
+  state?: ExecutionState;
+  queuedAt?: number;
+  finishedAt?: number;
+  /** Attempts made so far (1 for the first delivery). */
+  attempt?: number;
+  request?: CapturedRequest;
+  result?: CapturedResult;
+  callback?: CallbackStatus;
 }
 
 export interface StoredLogLine {
@@ -119,6 +175,116 @@ export interface ExecutionRepo {
   prune(olderThan: number, keepPerFunction: number): number;
 }
 
+/** A durable async invocation: the request as it will be delivered, and its retry bookkeeping. */
+export interface QueueItem {
+  /** The execution id. */
+  id: string;
+  functionName: string;
+  method: string;
+  /** Sub-path plus query, as the function sees it. */
+  path: string;
+  /** The route prefix, forwarded as `x-forwarded-prefix`. */
+  prefix: string;
+  /** Headers to forward (hop-by-hop and funcd's own already removed). */
+  headers: Record<string, string | string[]>;
+  body: Buffer | null;
+  requestId: string;
+  callbackUrl: string | null;
+  /** Retries after the first attempt. */
+  maxRetries: number;
+  /** Attempts made, the one being delivered included once the item is claimed. */
+  attempt: number;
+  queuedAt: number;
+  /** Event age counts from here; a redrive resets it. */
+  enqueuedAt: number;
+}
+
+export type NewQueueItem = Omit<QueueItem, "attempt" | "enqueuedAt"> & {
+  /** What the execution record keeps of the request (bounded). */
+  request: CapturedRequest;
+};
+
+/** One delivery attempt as the execution record keeps it. */
+export interface AttemptRecord {
+  startedAt: number;
+  durationMs: number;
+  statusCode: number;
+  outcome: ExecutionOutcome;
+  error: string | null;
+  coldStart: boolean;
+  instanceId: string | null;
+  revisionId: string | null;
+  responseBytes: number;
+  result: CapturedResult | null;
+}
+
+export interface DeadLetter {
+  id: string;
+  functionName: string;
+  method: string;
+  path: string;
+  requestId: string;
+  attempts: number;
+  queuedAt: number;
+  deadLetteredAt: number;
+  statusCode: number | null;
+  error: string | null;
+  callbackUrl: string | null;
+}
+
+export type FinalState = "succeeded" | "failed" | "dead-lettered";
+
+/**
+ * The durable queue of async invocations. Each change of an item updates its
+ * execution record in the same transaction, so the two never disagree.
+ */
+export interface QueueRepo {
+  /** Stores new invocations and their execution records in one transaction (durable when it returns). */
+  enqueueMany(items: NewQueueItem[]): void;
+  /** Puts `running` items whose lease ended before `now` back in the queue (all of them at start-up). */
+  recover(now: number, except?: ReadonlySet<string>): number;
+  /** Functions with queued items due at `now`. */
+  dueFunctions(now: number): string[];
+  /** When the function's earliest queued item falls due; undefined when it has none. */
+  nextDue(functionName: string): number | undefined;
+  /**
+   * Up to `limit` due items of a function, oldest first, now `running` until `leaseUntil`, attempt + 1.
+   * Due items enqueued before `expiry.enqueuedBefore` are dead-lettered instead (not attempted again)
+   * with `expiry.error(attemptsMade)`, and come back in `expired`.
+   */
+  claim(
+    functionName: string,
+    limit: number,
+    now: number,
+    leaseUntil: number,
+    expiry: { enqueuedBefore: number; error: (attempts: number) => string },
+  ): { items: QueueItem[]; expired: { id: string; callbackUrl: string | null }[] };
+  /**
+   * Back to the queue, due at `runAt`. `counted: false` when the attempt never reached the function
+   * (no instance could take it), so it does not count against the retries.
+   */
+  retry(id: string, runAt: number, attempt: AttemptRecord | null, counted: boolean): void;
+  /**
+   * The invocation is over. The item is deleted unless it is dead-lettered (kept for redrive) or its
+   * callback is still to be delivered.
+   */
+  finish(id: string, state: FinalState, now: number, attempt: AttemptRecord | null, error?: string): void;
+  /** Newest first; `before` is the `deadLetteredAt` of the previous page's last item. */
+  deadLetters(functionName: string, limit: number, before?: number): DeadLetter[];
+  /** Dead letters back to the queue with attempts and event age reset; returns the ids re-enqueued. */
+  redrive(functionName: string, ids: readonly string[] | undefined, now: number): string[];
+  /** Drops every item of a function (it was deleted); returns how many were queued or running. */
+  dropFor(functionName: string): number;
+  /** Drops dead letters older than `olderThan`. */
+  pruneDeadLetters(olderThan: number): number;
+  /** Items whose callback is still to be delivered, with when it is due. */
+  pendingCallbacks(): { id: string; due: number }[];
+  /** Records a callback attempt; `nextAt` null means it is settled (delivered or given up). */
+  updateCallback(id: string, status: CallbackStatus, nextAt: number | null): void;
+  /** How many items are in each state, for one function or all. */
+  counts(functionName?: string): Record<"queued" | "running" | "dead-lettered", number>;
+}
+
 export interface LogQuery {
   functionName: string;
   /** Return at most this many of the newest lines, oldest first. */
@@ -142,6 +308,7 @@ export interface Store {
   blobs: BlobRepo;
   executions: ExecutionRepo;
   logs: LogRepo;
+  queue: QueueRepo;
   /** Run `fn` in one transaction. */
   transaction<T>(fn: () => T): T;
   close(): void;

@@ -526,6 +526,18 @@ describe("the Python runtime loading and answering", () => {
     expect(JSON.parse((await invoke(runtime, "/")).text)).toEqual({ from: "lib/fn.py" });
   });
 
+  it("a handler file named like a standard library module (json.py) does not shadow it", async () => {
+    const runtime = await startRuntime({ fixture: "stdlib-name", handler: "json.main" });
+    const res = await invoke(runtime, "/");
+    expect(res.headers["content-type"]).toBe("application/json");
+    // Loaded under a name of its own, so `import json` anywhere still finds the standard library's.
+    expect(JSON.parse(res.text)).toEqual({ served: "by json.py", name: "funcd_handler_json" });
+    expect(runtime.stderr()).toContain(
+      "funcd: warning: json.py in " +
+        `${path.join(FIXTURES, "stdlib-name")} shadows the standard library's module of the same name`,
+    );
+  });
+
   it("serves a function of another file (helloget.foo)", async () => {
     const runtime = await startRuntime({ fixture: "named-export", handler: "helloget.foo" });
     expect((await invoke(runtime, "/", { method: "PUT", body: "" })).text).toBe("hello PUT");
@@ -582,7 +594,7 @@ describe("the Python runtime loading and answering", () => {
     for (const line of tagged) expect(line.startsWith("\x1erid-throw\x1f")).toBe(true);
     expect(stderr).toContain('\x1erid-throw\x1ffuncd: function "throwing" failed:\n');
     expect(stderr).toContain("\x1erid-throw\x1fTypeError: boom in the handler\n");
-    expect(stderr).not.toContain("server.py");
+    expect(stderr).not.toContain("funcd_runtime");
   });
 
   it("a result that is not JSON-able answers 500 naming the type", async () => {
@@ -664,7 +676,7 @@ describe("the Python runtime loading and answering", () => {
       expect(await runtime.exit).toEqual({ code: 3, signal: null });
       expect(runtime.stderr()).toContain(path.join(dir, "handler.py"));
       expect(runtime.stderr()).toContain("SyntaxError");
-      expect(runtime.stderr()).not.toContain("server.py");
+      expect(runtime.stderr()).not.toContain("funcd_runtime");
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

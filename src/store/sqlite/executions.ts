@@ -1,5 +1,11 @@
 import type { Database, Statement } from "better-sqlite3";
-import type { ExecutionOutcome, ExecutionQuery, ExecutionRecord, ExecutionRepo } from "../types.js";
+import type {
+  ExecutionOutcome,
+  ExecutionQuery,
+  ExecutionRecord,
+  ExecutionRepo,
+  ExecutionState,
+} from "../types.js";
 
 /** Page size when a query does not say. */
 export const DEFAULT_EXECUTION_LIMIT = 50;
@@ -23,12 +29,30 @@ interface ExecutionRow {
   request_id: string | null;
 }
 
+/** The async columns (migration 4); NULL on sync records. */
+interface AsyncColumns {
+  state: string | null;
+  queued_at: number | null;
+  finished_at: number | null;
+  attempt: number | null;
+  request: string | null;
+  result: string | null;
+  callback: string | null;
+}
+
+/** What sync records write: the async columns stay NULL, so the recorder's batched insert is unchanged. */
 const COLUMNS =
   "id, function_name, revision_id, trigger, started_at, duration_ms, status_code, outcome, cold_start, " +
   "instance_id, error, request_bytes, response_bytes, request_id";
+const SELECT_COLUMNS = `${COLUMNS}, state, queued_at, finished_at, attempt, request, result, callback`;
+/** Pages of records leave out the request and result bodies (up to 64 KiB each); `get` has them. */
+const LIST_COLUMNS = `${COLUMNS}, state, queued_at, finished_at, attempt, NULL AS request, NULL AS result, callback`;
 
-function toRecord(row: ExecutionRow): ExecutionRecord {
-  return {
+/** Records of async invocations still queued or running are never pruned: their queue item needs them. */
+const PRUNABLE = "(state IS NULL OR state NOT IN ('queued', 'running'))";
+
+function toRecord(row: ExecutionRow & AsyncColumns): ExecutionRecord {
+  const record: ExecutionRecord = {
     id: row.id,
     functionName: row.function_name,
     revisionId: row.revision_id,
@@ -44,6 +68,14 @@ function toRecord(row: ExecutionRow): ExecutionRecord {
     responseBytes: row.response_bytes,
     requestId: row.request_id,
   };
+  if (row.state !== null) record.state = row.state as ExecutionState;
+  if (row.queued_at !== null) record.queuedAt = row.queued_at;
+  if (row.finished_at !== null) record.finishedAt = row.finished_at;
+  if (row.attempt !== null) record.attempt = row.attempt;
+  if (row.request !== null) record.request = JSON.parse(row.request) as ExecutionRecord["request"] & {};
+  if (row.result !== null) record.result = JSON.parse(row.result) as ExecutionRecord["result"] & {};
+  if (row.callback !== null) record.callback = JSON.parse(row.callback) as ExecutionRecord["callback"] & {};
+  return record;
 }
 
 function toRow(record: ExecutionRecord): ExecutionRow {
@@ -86,15 +118,17 @@ export function sqliteExecutionRepo(db: Database): ExecutionRepo {
   const insertMany = db.transaction((records: ExecutionRecord[]) => {
     for (const record of records) insertStmt.run(toRow(record));
   });
-  const getStmt = db.prepare<[string], ExecutionRow>(`SELECT ${COLUMNS} FROM executions WHERE id = ?`);
+  const getStmt = db.prepare<[string], ExecutionRow & AsyncColumns>(
+    `SELECT ${SELECT_COLUMNS} FROM executions WHERE id = ?`,
+  );
   const deleteForStmt = db.prepare<[string]>("DELETE FROM executions WHERE function_name = ?");
-  const pruneOldStmt = db.prepare<[number]>("DELETE FROM executions WHERE started_at < ?");
+  const pruneOldStmt = db.prepare<[number]>(`DELETE FROM executions WHERE started_at < ? AND ${PRUNABLE}`);
   const functionsStmt = db.prepare<[], { function_name: string }>(
     "SELECT DISTINCT function_name FROM executions",
   );
   // Keeps the newest `keep` rows of one function: everything at or below the (keep+1)-th newest goes.
   const pruneCountStmt = db.prepare<[string, string, number]>(
-    `DELETE FROM executions WHERE function_name = ? AND started_at <= (
+    `DELETE FROM executions WHERE function_name = ? AND ${PRUNABLE} AND started_at <= (
        SELECT started_at FROM executions WHERE function_name = ? ORDER BY started_at DESC LIMIT 1 OFFSET ?)`,
   );
   const prune = db.transaction((olderThan: number, keepPerFunction: number) => {
@@ -109,15 +143,15 @@ export function sqliteExecutionRepo(db: Database): ExecutionRepo {
   // use. A single "(@x IS NULL OR col = @x)" statement would be simpler but keeps
   // SQLite from using the (function_name, started_at) index, since the plan is fixed
   // before the parameters are known.
-  const queryStmts = new Map<string, Statement<[QueryParams], ExecutionRow>>();
-  function queryStmt(present: Filter[]): Statement<[QueryParams], ExecutionRow> {
+  const queryStmts = new Map<string, Statement<[QueryParams], ExecutionRow & AsyncColumns>>();
+  function queryStmt(present: Filter[]): Statement<[QueryParams], ExecutionRow & AsyncColumns> {
     const key = present.join(",");
     let stmt = queryStmts.get(key);
     if (stmt === undefined) {
       const where = present.length === 0 ? "" : `WHERE ${present.map((f) => FILTER_SQL[f]).join(" AND ")}`;
       // id breaks ties so pages are stable when several executions start in the same millisecond.
-      stmt = db.prepare<[QueryParams], ExecutionRow>(
-        `SELECT ${COLUMNS} FROM executions ${where} ORDER BY started_at DESC, id DESC LIMIT @limit`,
+      stmt = db.prepare<[QueryParams], ExecutionRow & AsyncColumns>(
+        `SELECT ${LIST_COLUMNS} FROM executions ${where} ORDER BY started_at DESC, id DESC LIMIT @limit`,
       );
       queryStmts.set(key, stmt);
     }

@@ -103,6 +103,51 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX executions_request_id ON executions (request_id);
     `,
   },
+  {
+    version: 4,
+    name: "async invocations",
+    up: `
+      -- Async records live through several states; sync records leave these NULL (and their inserts unchanged).
+      -- request/result/callback are JSON documents with bodies cut at a bound.
+      ALTER TABLE executions ADD COLUMN state TEXT;
+      ALTER TABLE executions ADD COLUMN queued_at INTEGER;
+      ALTER TABLE executions ADD COLUMN finished_at INTEGER;
+      ALTER TABLE executions ADD COLUMN attempt INTEGER;
+      ALTER TABLE executions ADD COLUMN request TEXT;
+      ALTER TABLE executions ADD COLUMN result TEXT;
+      ALTER TABLE executions ADD COLUMN callback TEXT;
+
+      -- The durable queue: one row per async invocation until it is over (and its callback delivered);
+      -- dead letters stay until redriven, pruned or their function is deleted. seq gives FIFO order.
+      CREATE TABLE queue (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        function_name TEXT NOT NULL,
+        state TEXT NOT NULL,
+        method TEXT NOT NULL,
+        path TEXT NOT NULL,
+        prefix TEXT NOT NULL,
+        headers TEXT NOT NULL,
+        body BLOB,
+        request_id TEXT NOT NULL,
+        callback_url TEXT,
+        max_retries INTEGER NOT NULL,
+        attempt INTEGER NOT NULL DEFAULT 0,
+        queued_at INTEGER NOT NULL,
+        enqueued_at INTEGER NOT NULL,
+        run_at INTEGER NOT NULL,
+        lease_until INTEGER,
+        finished_at INTEGER,
+        status_code INTEGER,
+        error TEXT,
+        callback_state TEXT,
+        callback_at INTEGER
+      );
+      CREATE INDEX queue_due ON queue (function_name, state, run_at, seq);
+      CREATE INDEX queue_state ON queue (state, run_at);
+      CREATE INDEX queue_callbacks ON queue (callback_state) WHERE callback_state IS NOT NULL;
+    `,
+  },
 ];
 
 /** The schema version this build of funcd writes. */

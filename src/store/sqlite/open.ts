@@ -7,6 +7,7 @@ import { sqliteExecutionRepo } from "./executions.js";
 import { sqliteFunctionRepo } from "./functions.js";
 import { DEFAULT_LOGS_PER_FUNCTION, sqliteLogRepo } from "./logs.js";
 import { migrate } from "./migrations.js";
+import { sqliteQueueRepo } from "./queue.js";
 import { sqliteRevisionRepo } from "./revisions.js";
 
 /** Tuning for {@link openSqliteStore}; every key has a default. */
@@ -21,6 +22,11 @@ export interface SqliteStoreOptions {
   blobGraceMs?: number;
   /** Dates blobs for the grace period; any `Clock` from shared/clock.ts fits. Default `Date.now`. */
   clock?: { now(): number };
+  /**
+   * fsync the WAL before an async invocation's enqueue returns (`synchronous = FULL` for those
+   * transactions), so an accepted invocation survives power loss too. Default true.
+   */
+  fsyncEnqueue?: boolean;
 }
 
 const DEFAULT_BLOB_GRACE_MS = 3_600_000;
@@ -58,6 +64,7 @@ export function openSqliteStore(file: string, options: SqliteStoreOptions = {}):
     blobs: sqliteBlobRepo(db, { clock, graceMs: options.blobGraceMs ?? DEFAULT_BLOB_GRACE_MS }),
     executions: sqliteExecutionRepo(db),
     logs: sqliteLogRepo(db, options.logsPerFunction ?? DEFAULT_LOGS_PER_FUNCTION),
+    queue: sqliteQueueRepo(db, { fsyncEnqueue: options.fsyncEnqueue ?? true }),
     transaction<T>(fn: () => T): T {
       // better-sqlite3 turns nested calls into savepoints, so repositories'
       // own transactions compose with this one.

@@ -159,7 +159,9 @@ class Server:
             listener = socket.create_server(("", address[1]), family=socket.AF_INET6, dualstack_ipv6=True)
         else:
             host, port = address
-            found = socket.getaddrinfo(host or "0.0.0.0", port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+            found = socket.getaddrinfo(
+                host or "0.0.0.0", port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
             listener = socket.create_server(found[0][4][:2], family=found[0][0])
         listener.listen(511)
         listener.setblocking(False)

@@ -29,7 +29,7 @@ class LambdaContext:
 
 
 class LambdaStyle:
-    """The two steps server.py runs per invocation, bound to one function: `prepare` turns the request
+    """The two steps the runtime runs per invocation, bound to one function: `prepare` turns the request
     into the handler's arguments (it never raises: the body is passed on, not parsed), `shape` turns the
     handler's result into (status, headers, body)."""
 
@@ -117,7 +117,8 @@ class LambdaStyle:
                 given = headers.pop("set-cookie", None)
                 given = [] if given is None else list(given) if isinstance(given, (list, tuple)) else [given]
                 headers["set-cookie"] = given + [str(cookie) for cookie in cookies]
-            return responses.shaped(status, headers, result.get("body"), result.get("isBase64Encoded") is True)
+            is_base64 = result.get("isBase64Encoded") is True
+            return responses.shaped(status, headers, result.get("body"), is_base64)
         body = result if isinstance(result, str) else responses.to_json(result)
         return responses.shaped(200, Headers({"content-type": "application/json"}), body, False)
 
