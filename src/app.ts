@@ -1,8 +1,10 @@
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
+import { promisify } from "node:util";
 import Fastify, { type FastifyBaseLogger, LogController } from "fastify";
 import { Pool } from "undici";
 import { isControlPath, registerApi } from "./api/index.js";
@@ -13,6 +15,7 @@ import { type Config, PACKAGE_ROOT } from "./config/config.js";
 import { Deployer } from "./deploy/deployer.js";
 import type { Driver, InstanceAddress } from "./drivers/driver.js";
 import { ProcessDriver } from "./drivers/process/index.js";
+import { resolveInterpreter } from "./drivers/process/interpreter.js";
 import { Gateway } from "./gateway/gateway.js";
 import { RouteTable } from "./gateway/routes.js";
 import { ExecutionRecorder } from "./observability/executions.js";
@@ -20,9 +23,12 @@ import { LogHub } from "./observability/log-hub.js";
 import { DaemonMetrics } from "./observability/metrics.js";
 import { Fleet } from "./scaler/fleet.js";
 import { type Clock, systemClock } from "./shared/clock.js";
+import { messageOf } from "./shared/errors.js";
 import { createLogger, type Logger } from "./shared/logger.js";
 import { openSqliteStore } from "./store/sqlite/index.js";
 import type { Store } from "./store/types.js";
+
+const execFileAsync = promisify(execFile);
 
 export const VERSION: string = (
   JSON.parse(readFileSync(path.join(PACKAGE_ROOT, "package.json"), "utf8")) as { version: string }
@@ -83,6 +89,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
   pruneExecutions();
   const pruner = clock.setInterval(pruneExecutions, 60_000);
   const runtimes = new RuntimeRegistry(config.templatesDir);
+  void prepareTemplates(runtimes, logger);
   const artifacts = new ArtifactCache(path.join(config.dataDir, "artifacts"), store.blobs);
   const dependencies = new DependencyCache({
     root: path.join(config.dataDir, "deps"),
@@ -219,4 +226,29 @@ function ensureToken(config: Config): { token: string; tokenFile: string | null 
   writeFileSync(file, `${token}\n`, { mode: 0o600 });
   chmodSync(file, 0o600);
   return { token, tokenFile: file };
+}
+
+/**
+ * Runs each template's `prepare` command once (Python compiles its runtime's bytecode, which the
+ * read-only sandbox could never cache). Best effort, in the background: a failure costs start-up
+ * speed, not correctness.
+ */
+async function prepareTemplates(runtimes: RuntimeRegistry, logger: Logger): Promise<void> {
+  for (const template of runtimes.templates()) {
+    const [program, ...args] = template.prepare ?? [];
+    if (!program) continue;
+    try {
+      const interpreter = await resolveInterpreter(program);
+      await execFileAsync(interpreter.path, args, {
+        cwd: template.dir,
+        timeout: 60_000,
+        env: { PATH: "/usr/bin:/bin" },
+      });
+    } catch (err) {
+      logger.warn(
+        { runtime: template.runtime, err: messageOf(err) },
+        "preparing the runtime template failed",
+      );
+    }
+  }
 }

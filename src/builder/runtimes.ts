@@ -12,6 +12,8 @@ const TemplateMetaSchema = z.object({
   dependencyFile: z.string().optional(),
   defaultHandler: z.string().default("handler.main"),
   aliases: z.array(z.string()).default([]),
+  /** A command the daemon runs once in the template folder at start-up (e.g. compile bytecode). */
+  prepare: z.array(z.string()).min(1).optional(),
 });
 
 export type TemplateMeta = z.output<typeof TemplateMetaSchema> & { dir: string };
@@ -34,6 +36,11 @@ export class RuntimeRegistry {
       this.#byName.set(meta.runtime, template);
       for (const alias of meta.aliases) this.#byName.set(alias, template);
     }
+  }
+
+  /** Each runtime's template once (aliases point to the same one). */
+  templates(): TemplateMeta[] {
+    return [...new Set(this.#byName.values())];
   }
 
   names(): string[] {

@@ -1,4 +1,3 @@
-import { existsSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Daemon, ROOT, removeDir, startDaemon } from "../helpers/daemon.js";
@@ -39,11 +38,25 @@ describe("functions written for other platforms run unchanged", () => {
     expect(body.requestId).toBe(res.headers["x-request-id"]);
   });
 
-  it.runIf(existsSync(path.join(ROOT, "examples", "compat", "kubeless-python")))(
-    "a Kubeless Python function answers",
-    async () => {
-      const res = await daemon.call("GET", "/function/kubeless-python");
-      expect(res.status).toBe(200);
-    },
-  );
+  it("a Kubeless Python function with a named handler (hello.foo)", async () => {
+    const res = await daemon.call("GET", "/function/kubeless-python");
+    expect(res.status).toBe(200);
+    expect(res.text).toBe("hello world from kubeless-python (runtime python3)");
+  });
+
+  it("a Kyma Python function reads event['data'] and event['extensions']['request'] (runtime alias python312)", async () => {
+    const res = await daemon.call("POST", "/function/kyma-python", '{"name":"Ada"}', {
+      "content-type": "application/json",
+    });
+    expect(res.status).toBe(200);
+    expect(res.json()).toEqual({ greeting: "hello Ada", method: "POST" });
+    const view = (await daemon.api("GET", "/api/v1/functions/kyma-python")).json<{ runtime: string }>();
+    expect(view.runtime).toBe("python3");
+  });
+
+  it("an AWS Lambda Python handler gets a payload 2.0 event", async () => {
+    const res = await daemon.call("GET", "/function/lambda-python/p?name=Bo");
+    expect(res.status).toBe(200);
+    expect(res.json()).toMatchObject({ hello: "Bo", path: "/p", requestId: res.headers["x-request-id"] });
+  });
 });
