@@ -5,7 +5,12 @@ export default defineConfig({
     projects: [
       {
         // Unit tests first, then integration: projects with different worker counts must run in separate groups.
-        test: { name: "unit", include: ["src/**/*.test.ts"], testTimeout: 15_000, sequence: { groupOrder: 0 } },
+        test: {
+          name: "unit",
+          include: ["src/**/*.test.ts"],
+          testTimeout: 15_000,
+          sequence: { groupOrder: 0 },
+        },
       },
       {
         test: {

@@ -607,7 +607,9 @@ describe("scaling with real instances", () => {
   it("a burst of 200 concurrent requests at zero instances all succeed, on several instances", async () => {
     await deploy(
       "bursty",
-      nodeFunction("module.exports = { main: () => new Promise((r) => setTimeout(() => r(String(Math.random())), 20)) };"),
+      nodeFunction(
+        "module.exports = { main: () => new Promise((r) => setTimeout(() => r(String(Math.random())), 20)) };",
+      ),
       { concurrency: 4, scale: { max: 8, idleTimeout: "2s" } },
     );
     // Wait for the proving instance to be reaped, so the burst really starts from zero.
@@ -616,7 +618,9 @@ describe("scaling with real instances", () => {
       if (view.instances.length === 0) break;
       await sleep(200);
     }
-    const answers = await Promise.all(Array.from({ length: 200 }, () => daemon.call("GET", "/function/bursty")));
+    const answers = await Promise.all(
+      Array.from({ length: 200 }, () => daemon.call("GET", "/function/bursty")),
+    );
     expect(answers.filter((a) => a.status !== 200).map((a) => a.status)).toEqual([]);
     const view = (await daemon.api("GET", "/api/v1/functions/bursty")).json<{ instances: unknown[] }>();
     expect(view.instances.length).toBeGreaterThan(1);
