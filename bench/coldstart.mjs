@@ -82,7 +82,7 @@ export async function run({ quick, log }) {
         plusMs(c.median - bare.median),
       ]);
       summary.push({
-        target: `${rt.label} cold start (no target set; median vs bare runtime)`,
+        target: `${rt.label} cold start, median (vs bare runtime)`,
         measured: `${ms(c.median)} vs ${ms(bare.median)} (${ratio(c.median, bare.median)})`,
         met: undefined,
       });

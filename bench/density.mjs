@@ -117,7 +117,7 @@ function report(raw) {
     ],
     ["daemon peak (VmHWM) over the run", mib(raw.daemon.hwm), "–", "–", "–"],
     [
-      `total: daemon + ${raw.instances.length} instances`,
+      `total: daemon + ${raw.instances.length} instances (RSS counts shared pages in every process)`,
       mib(raw.daemon.rss + sum("rss")),
       "–",
       mib(raw.daemon.pss + sum("pss")),

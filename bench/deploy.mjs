@@ -143,7 +143,7 @@ export async function run({ quick, log }) {
         ms(c.baseline.median),
       ]);
       summary.push({
-        target: `${c.label} (no target set; median vs bare runtime start)`,
+        target: `deploy → first response, ${c.label}, median (vs bare runtime start)`,
         measured: `${ms(total.median)} (${ratio(total.median, c.baseline.median)})`,
         met: undefined,
       });

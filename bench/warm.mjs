@@ -7,10 +7,11 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { readProfile, summarizeProfile } from "./lib/cpuprofile.mjs";
 import { startDaemon } from "./lib/daemon.mjs";
 import { instancePids } from "./lib/instances.mjs";
-import { runLoad } from "./lib/load.mjs";
+import { loadGenerator, runLoad } from "./lib/load.mjs";
 import { startNginx } from "./lib/nginx.mjs";
 import { cleanupStack, measureCpu, processTree } from "./lib/procs.mjs";
 import { functionDir, RUNTIMES, startBareRuntime } from "./lib/runtimes.mjs";
@@ -102,11 +103,15 @@ export async function run({ quick, log, nginx }) {
         raw.runs[`${c.key}-${connections}`] = { ...result, cpu };
       }
     }
-    if (replaced.size > 0) {
+    const crashed = await crashedExecutions(daemon);
+    raw.gatewayInstancesReplaced = replaced.size;
+    raw.crashedExecutions = crashed;
+    if (replaced.size > 0 || crashed?.count > 0) {
       notes.push(
-        `The gateway's instance was replaced ${replaced.size} time(s) between runs: wrk ends each run by closing its ` +
-          'connections mid-request, and the gateway records those requests as crashed (502, "Premature close") ' +
-          "and retires the instance. Each measured run started after the replacement was ready and idle.",
+        `wrk ends each run by closing its connections mid-request. The gateway's instance was replaced ` +
+          `${replaced.size} time(s) between runs, and ${crashed?.count ?? "?"} execution(s) were recorded as ` +
+          `crashed${crashed?.error ? ` ("${crashed.error}")` : ""}: a client that disconnects is taken for a ` +
+          "broken instance. Each measured run started after the fleet had settled to one ready, idle instance.",
       );
     }
     await cleanup.run();
@@ -116,6 +121,20 @@ export async function run({ quick, log, nginx }) {
     return report(cases, raw, notes, profile);
   } finally {
     await cleanup.run();
+  }
+}
+
+/**
+ * Executions of `hello` recorded as crashed (a client abort mistaken for a broken instance shows up
+ * here). The records are written in batches, so wait a moment; undefined when the API does not say.
+ */
+async function crashedExecutions(daemon) {
+  await sleep(1500);
+  try {
+    const page = await daemon.api("GET", "/api/v1/executions?function=hello&status=crashed&limit=1000");
+    return { count: page.items.length, error: page.items[0]?.error ?? null };
+  } catch {
+    return undefined;
   }
 }
 
@@ -192,7 +211,8 @@ function report(cases, raw, notes, profile) {
     {
       target: `gateway adds ≤ ${TARGET_ADDED_P50_MS} ms p50 over direct (1 connection)`,
       measured: `${plusMs(addedP50)} (${ms(gw1.p50)} vs ${ms(di1.p50)})`,
-      met: addedP50 <= TARGET_ADDED_P50_MS,
+      // With whole-millisecond latencies (autocannon) a 0.3 ms difference cannot be judged.
+      met: loadGenerator().latencyResolutionMs < 0.1 ? addedP50 <= TARGET_ADDED_P50_MS : undefined,
     },
   ];
 
@@ -209,7 +229,7 @@ function report(cases, raw, notes, profile) {
   const sections = [
     {
       text:
-        `wrk, ${raw.seconds} s per row after a ${raw.warmupSeconds} s warm-up. "direct" is the Node runtime server ` +
+        `${loadGenerator().name}, ${raw.seconds} s per row after a ${raw.warmupSeconds} s warm-up. "direct" is the Node runtime server ` +
         "(templates/nodejs20/server.mjs) started by hand on a TCP port, no sandbox; nginx proxies to that same " +
         "process; the gateway proxies to a funcd instance of the same handler (sandboxed, on its unix socket), " +
         "held to one instance (`scale.max: 1`, `concurrency: 256`) like the runtime behind nginx.",

@@ -21,7 +21,9 @@ import { RouteTable } from "./gateway/routes.js";
 import { ExecutionRecorder } from "./observability/executions.js";
 import { LogHub } from "./observability/log-hub.js";
 import { DaemonMetrics } from "./observability/metrics.js";
+import { AsyncInvocations } from "./queue/index.js";
 import { Fleet } from "./scaler/fleet.js";
+import { PooledDriver, supportsPool } from "./scaler/pool.js";
 import { type Clock, systemClock } from "./shared/clock.js";
 import { messageOf } from "./shared/errors.js";
 import { createLogger, type Logger } from "./shared/logger.js";
@@ -98,7 +100,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     logger: logger.child({ component: "dependencies" }),
     clock,
   });
-  const driver =
+  const baseDriver =
     overrides.driver ??
     new ProcessDriver({
       templatesDir: config.templatesDir,
@@ -107,6 +109,28 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
       logger: logger.child({ component: "process-driver" }),
       sandbox: config.sandbox,
     });
+  const systemLog = (functionName: string, revisionId: string, instanceId: string, text: string) =>
+    logs.sink({ time: clock.now(), functionName, revisionId, instanceId, stream: "system", text });
+
+  // ── warm pool ──────────────────────────────────────────────────────────────
+  // A decorator around the driver: the fleet starts instances through it without knowing about the
+  // pool. Off with FUNCD_POOL_SIZE=0, or for a driver that cannot run generic instances.
+  const pool =
+    config.poolSize > 0 && supportsPool(baseDriver)
+      ? new PooledDriver(baseDriver, {
+          size: config.poolSize,
+          memoryMb: config.poolMemoryMb,
+          clock,
+          logger: logger.child({ component: "pool" }),
+          metrics,
+          systemLog,
+        })
+      : undefined;
+  const driver: Driver = pool ?? baseDriver;
+  /** Sizes the pool for the runtimes functions use now; called by the deployer when that may change. */
+  const onFunctionsChanged = () => pool?.setRuntimesInUse(store.functions.list().map((f) => f.spec.runtime));
+  // ───────────────────────────────────────────────────────────────────────────
+
   const removed = await driver.reconcile();
   if (removed.removed > 0)
     logger.info({ removed: removed.removed }, "removed instances left by a previous run");
@@ -117,8 +141,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     logger: logger.child({ component: "fleet" }),
     metrics,
     connect: connectInstance,
-    systemLog: (functionName, revisionId, instanceId, text) =>
-      logs.sink({ time: clock.now(), functionName, revisionId, instanceId, stream: "system", text }),
+    systemLog,
     coldStartWaitMs: config.coldStartWaitMs,
     healthEveryMs: config.healthCheckIntervalMs,
     maxQueuedPerFunction: config.maxQueuedPerFunction,
@@ -139,8 +162,19 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     // Install output is part of the function's logs, under the pseudo-instance "build".
     buildLog: (functionName, revisionId, text) =>
       logs.sink({ time: clock.now(), functionName, revisionId, instanceId: "build", stream: "system", text }),
+    onFunctionsChanged,
   });
-  const gateway = new Gateway({
+  // ── async invocations (src/queue/): durable queue, workers that deliver through the gateway, callbacks.
+  const asyncInvocations: AsyncInvocations = new AsyncInvocations({
+    store,
+    clock,
+    logger: logger.child({ component: "queue" }),
+    settings: config,
+    deliver: (delivery) => gateway.deliver(delivery),
+    timeoutOf: (name) => fleet.timeoutOf(name),
+  });
+  const gateway: Gateway = new Gateway({
+    asyncIntake: asyncInvocations.intake,
     routes,
     fleet,
     metrics,
@@ -165,9 +199,23 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
         else gateway.handle(req, res);
       }),
   });
-  await registerApi(fastify, { store, fleet, deployer, logs, metrics, token, version: VERSION });
+  await registerApi(fastify, {
+    store,
+    fleet,
+    deployer,
+    logs,
+    metrics,
+    token,
+    version: VERSION,
+    async: {
+      redrive: (name, ids) => asyncInvocations.redrive(name, ids),
+      inFlight: (name) => asyncInvocations.dispatcher.inFlight(name),
+    },
+  });
   await fastify.ready();
   await deployer.restore();
+  // After restore: invocations left queued or running by a previous run need their functions' revisions.
+  asyncInvocations.start();
 
   const server = fastify.server;
   // Gateway connections are reused by clients and benchmark tools; keep them open longer than theirs.
@@ -193,6 +241,8 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
       closed = true;
       server.closeIdleConnections?.();
       const closing = fastify.close();
+      // Before the fleet goes: deliveries in flight get a moment to finish and be recorded.
+      await asyncInvocations.close();
       dependencies.dispose();
       await fleet.dispose();
       await driver.dispose();

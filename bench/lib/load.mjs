@@ -20,18 +20,16 @@ export function loadGenerator() {
   const wrk = spawnSync("wrk", ["-v"], { encoding: "utf8" });
   if ((!forced || forced === "wrk") && !wrk.error) {
     const version = /wrk (\S+)/.exec(wrk.stdout + wrk.stderr)?.[1] ?? "?";
-    detected = { name: "wrk", version, command: "wrk" };
+    detected = { name: "wrk", version, command: "wrk", latencyResolutionMs: 0.001 };
     return detected;
   }
   if (!forced || forced === "autocannon") {
     const command = existsSync(LOCAL_AUTOCANNON) ? LOCAL_AUTOCANNON : "autocannon";
     const probe = spawnSync(command, ["--version"], { encoding: "utf8" });
     if (!probe.error) {
-      detected = {
-        name: "autocannon",
-        version: (probe.stdout || probe.stderr).trim().split("\n")[0],
-        command,
-      };
+      // autocannon reports latencies in whole milliseconds: too coarse for the 1-connection latency rows.
+      const version = (probe.stdout || probe.stderr).trim().split("\n")[0];
+      detected = { name: "autocannon", version, command, latencyResolutionMs: 1 };
       return detected;
     }
   }

@@ -8,7 +8,7 @@
  * - `raw`: anything JSON-serialisable.
  */
 import { execFileSync } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { ROOT } from "./daemon.mjs";
@@ -50,6 +50,15 @@ export function describeMachine(tools) {
   } catch {
     // Not Linux: os.release() will do.
   }
+  let built = "?";
+  try {
+    built = statSync(path.join(ROOT, "dist", "app.js"))
+      .mtime.toISOString()
+      .slice(0, 16)
+      .replace("T", " ");
+  } catch {
+    // Not built: the daemon will not start either, and say so.
+  }
   return {
     cpus: cpus.length,
     cpuModel: cpus[0]?.model ?? "?",
@@ -58,6 +67,7 @@ export function describeMachine(tools) {
     kernel,
     loadAverage: { "1m": load1, "5m": load5 },
     commit: commit ? `${commit}${dirty ? " + uncommitted changes in src/ or templates/" : ""}` : "?",
+    built,
     ...tools,
   };
 }
@@ -71,7 +81,7 @@ export function renderMarkdown({ startedAt, machine, results, quick }) {
     `Machine: ${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}; ` +
       `load average at start ${machine.loadAverage["1m"].toFixed(2)} (1 min) — load generator, proxies, daemon and ` +
       "instances all share these cores, and so does anything else running.",
-    `Tools: ${machine.loadGenerator}, nginx ${machine.nginx}, sandbox ${machine.sandbox}. Code: ${machine.commit}.`,
+    `Tools: ${machine.loadGenerator}, nginx ${machine.nginx}, sandbox ${machine.sandbox}. Code: ${machine.commit} (dist/ built ${machine.built} UTC).`,
     "",
     "Every figure is compared with a baseline measured in the same run (see bench/README.md for how to read them).",
     "",
@@ -81,9 +91,11 @@ export function renderMarkdown({ startedAt, machine, results, quick }) {
   );
   if (summary.length > 0) {
     lines.push(
-      "## Targets",
+      "## Summary",
       "",
-      table({ header: ["benchmark", "target", "measured", "verdict"], rows: summary }),
+      "The issue's targets (met / not met), and each benchmark's headline figure where it sets none (n/a).",
+      "",
+      table({ header: ["benchmark", "target or figure", "measured", "verdict"], rows: summary }),
       "",
     );
   }

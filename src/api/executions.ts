@@ -12,25 +12,37 @@ export interface ExecutionRoutesDeps {
   now: () => number;
 }
 
-const OUTCOMES = ["success", "error", "timeout", "crashed", "oomkilled", "throttled"] as const;
+const OUTCOMES = ["success", "error", "timeout", "crashed", "oomkilled", "throttled", "pending"] as const;
 
 const ListQuery = z.object({
   function: z.string().optional().describe("only this function's executions"),
   status: z
     .enum([...OUTCOMES, "failed"])
     .optional()
-    .describe("an outcome, or `failed` for every outcome but success"),
+    .describe("an outcome, or `failed` for every finished outcome but success"),
   since: z.string().optional().describe("a duration back from now (`1h`, `30m`) or an ISO time"),
   limit: z.coerce.number().int().min(1).max(1000).default(50),
   before: z.coerce.number().int().optional().describe("cursor: `next` of the previous page"),
 });
 
-/** What the API shows of an execution: times as ISO strings, plus the cursor-friendly start time. */
+/**
+ * What the API shows of an execution: times as ISO strings. Async records also have `state`, `queuedAt`,
+ * `attempt` and (in `GET /executions/{id}`) the bounded `request` and `result`; their `finishedAt` is null
+ * until the invocation is over.
+ */
 export function executionView(record: ExecutionRecord) {
+  const iso = (ms: number) => new Date(ms).toISOString();
+  const isAsync = record.state !== undefined;
   return {
     ...record,
-    startedAt: new Date(record.startedAt).toISOString(),
-    finishedAt: new Date(record.startedAt + record.durationMs).toISOString(),
+    startedAt: iso(record.startedAt),
+    finishedAt: isAsync
+      ? record.finishedAt === undefined
+        ? null
+        : iso(record.finishedAt)
+      : iso(record.startedAt + record.durationMs),
+    ...(record.queuedAt === undefined ? {} : { queuedAt: iso(record.queuedAt) }),
+    ...(record.callback?.at == null ? {} : { callback: { ...record.callback, at: iso(record.callback.at) } }),
   };
 }
 
@@ -77,7 +89,11 @@ export function executionRoutes(deps: ExecutionRoutesDeps) {
             ...(before === undefined ? {} : { before }),
             limit: q.limit,
           });
-          items.push(...(q.status === "failed" ? page.filter((e) => e.outcome !== "success") : page));
+          items.push(
+            ...(q.status === "failed"
+              ? page.filter((e) => e.outcome !== "success" && e.outcome !== "pending")
+              : page),
+          );
           if (page.length < q.limit) {
             before = undefined;
             break;

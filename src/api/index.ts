@@ -6,6 +6,7 @@ import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from "fast
 import { dashboardPage } from "../dashboard/page.js";
 import type { DaemonMetrics } from "../observability/metrics.js";
 import { FuncdError } from "../shared/errors.js";
+import { type AsyncRoutesDeps, asyncRoutes } from "./async.js";
 import { installProblemHandlers } from "./errors.js";
 import { executionRoutes } from "./executions.js";
 import { type FunctionRoutesDeps, functionRoutes } from "./functions.js";
@@ -14,6 +15,8 @@ export interface ApiDeps extends FunctionRoutesDeps {
   metrics: DaemonMetrics;
   token: string;
   version: string;
+  /** Dead letters and redrive; without it those routes are absent. */
+  async?: Omit<AsyncRoutesDeps, "store">;
 }
 
 /** Paths the control plane answers; everything else is an invocation for the gateway. */
@@ -89,4 +92,5 @@ export async function registerApi(app: FastifyInstance, deps: ApiDeps): Promise<
 
   await app.register(functionRoutes(deps));
   await app.register(executionRoutes({ store: deps.store, logs: deps.logs, now: () => Date.now() }));
+  if (deps.async) await app.register(asyncRoutes({ store: deps.store, ...deps.async }));
 }

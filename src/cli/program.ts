@@ -7,6 +7,7 @@ import { registerServer } from "./server.js";
 import { register as deleteVerb } from "./verbs/delete.js";
 import { register as deploy } from "./verbs/deploy.js";
 import { register as describe } from "./verbs/describe.js";
+import { register as dlq } from "./verbs/dlq.js";
 import { register as executions } from "./verbs/executions.js";
 import { register as invoke } from "./verbs/invoke.js";
 import { register as list } from "./verbs/list.js";
@@ -27,6 +28,7 @@ const VERBS = [
   describe,
   logs,
   executions,
+  dlq,
   revisions,
   rollback,
   scale,

@@ -34,6 +34,13 @@ describe("config", () => {
     ).toThrow(/port \(FUNCD_PORT\).*\n.*sandbox \(FUNCD_SANDBOX\)/s);
   });
 
+  it("keeps a warm pool of 2 instances of 256 MiB per runtime by default; FUNCD_POOL_SIZE=0 turns it off", () => {
+    const defaults = loadConfig({ env: { FUNCD_DATA_DIR: "/tmp/x" } });
+    expect(defaults.poolSize).toBe(2);
+    expect(defaults.poolMemoryMb).toBe(256);
+    expect(loadConfig({ env: { FUNCD_DATA_DIR: "/tmp/x", FUNCD_POOL_SIZE: "0" } }).poolSize).toBe(0);
+  });
+
   it("names every setting's variable FUNCD_ plus the key in upper snake case", () => {
     expect(envName("dataDir")).toBe("FUNCD_DATA_DIR");
     expect(envName("maxBodyBytes")).toBe("FUNCD_MAX_BODY_BYTES");

@@ -65,8 +65,41 @@ export const ConfigSchema = z.object({
   executionsPerFunction: z.coerce.number().int().positive().default(10_000),
   /** Log lines kept per function. */
   logsPerFunction: z.coerce.number().int().positive().default(5000),
+  // Async invocations (src/queue/).
+  /** Async deliveries in flight across all functions, at most. */
+  asyncWorkers: z.coerce.number().int().min(1).max(1000).default(32),
+  /** Async deliveries in flight per function, at most. */
+  asyncConcurrencyPerFunction: z.coerce.number().int().min(1).max(1000).default(10),
+  /** Retries after a failed first attempt (a request's `X-Funcd-Retries` overrides it). */
+  asyncRetries: z.coerce.number().int().min(0).max(10).default(2),
+  /** First retry waits up to this long; each further one up to twice as long (full jitter). */
+  asyncBackoffBaseMs: z.coerce.number().int().min(1).default(1000),
+  /** Longest wait between two attempts. */
+  asyncBackoffCapMs: z.coerce.number().int().min(1).default(300_000),
+  /** An async invocation older than this (since enqueue or redrive) is dead-lettered, not attempted again. */
+  maxEventAgeMs: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(6 * 3_600_000),
+  /** Retries of a failed callback to an `X-Callback-Url`. */
+  callbackRetries: z.coerce.number().int().min(0).max(10).default(3),
+  /** How long a callback URL has to answer. */
+  callbackTimeoutMs: z.coerce.number().int().positive().default(10_000),
   /** Stack file deployed at start-up (`funcd server --up funcd.yaml`). */
   up: z.string().optional(),
+
+  // ── warm pool (src/scaler/pool.ts) ─────────────────────────────────────────
+  /**
+   * Generic instances kept ready per runtime in use (a runtime no function uses gets none); a cold start
+   * specializes one instead of booting a runtime. 0 turns the pool off (`FUNCD_POOL_SIZE=0`).
+   */
+  poolSize: z.coerce.number().int().min(0).max(64).default(2),
+  /**
+   * The memory limit (MiB) pool instances boot with: only functions with exactly this limit start from
+   * the pool (the default matches a function's default memory).
+   */
+  poolMemoryMb: z.coerce.number().int().min(32).default(256),
 });
 
 export type Config = Readonly<z.output<typeof ConfigSchema>>;

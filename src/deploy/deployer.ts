@@ -43,6 +43,11 @@ export interface DeployerOptions {
    * function's logs. Takes the function and revision because the deployer builds for many functions.
    */
   buildLog?: (functionName: string, revisionId: string, text: string) => void;
+  /**
+   * Called after the set of functions (or a function's runtime) may have changed: after restore, after a
+   * deploy or rollback switched a revision, after a delete. The warm pool sizes itself from it.
+   */
+  onFunctionsChanged?: () => void;
 }
 
 /** Spec fields that change what runs inside an instance; the rest (routes, scale, labels) apply live. */
@@ -88,6 +93,7 @@ export class Deployer {
         this.#o.logger.error({ function: fn.name, err: messageOf(err) }, "cannot restore function");
       }
     }
+    this.#o.onFunctionsChanged?.();
     await this.#collectDependencies();
   }
 
@@ -138,9 +144,12 @@ export class Deployer {
         this.#o.store.revisions.deleteFor(name);
         this.#o.store.logs.deleteFor(name);
         this.#o.store.executions.deleteFor(name);
+        // Its queued async invocations and dead letters go too; in-flight deliveries find nothing to update.
+        this.#o.store.queue.dropFor(name);
       });
       this.#rebuildRoutes();
       await this.#o.fleet.remove(name);
+      this.#o.onFunctionsChanged?.();
       for (const revision of revisions) await this.#o.artifacts.remove(revision.id);
       this.#o.store.blobs.collectGarbage();
       await this.#collectDependencies();
@@ -359,6 +368,7 @@ export class Deployer {
     }
     progress(`switching traffic to revision #${revision.number}`);
     this.#o.fleet.activate(name, spec, await this.#servable(ready), warm);
+    this.#o.onFunctionsChanged?.();
     this.#o.logger.info({ function: name, revision: revision.id, number: revision.number }, "deployed");
     return { function: record, revision: ready, changed: true, dependencies };
   }

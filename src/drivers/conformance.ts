@@ -6,8 +6,10 @@
  * It needs a runtime that follows docs/runtime-contract.md (default `nodejs20`) and handlers written in
  * CommonJS for it.
  */
+import { chmod } from "node:fs/promises";
+import { join } from "node:path";
 import { Client } from "undici";
-import { describe, expect, it, onTestFinished } from "vitest";
+import { describe, expect, it, onTestFinished, type TestContext } from "vitest";
 import type {
   Driver,
   DriverEvent,
@@ -33,7 +35,11 @@ export type CaseName =
   | "env"
   | "list"
   | "dispose"
-  | "reconcile";
+  | "reconcile"
+  | "poolSpecialize"
+  | "poolEnvAndLimits"
+  | "poolLoadFailure"
+  | "poolIsolation";
 
 export interface DriverConformanceOptions {
   /** Shown in the suite's title, e.g. `process (bwrap)`. */
@@ -47,7 +53,10 @@ export interface DriverConformanceOptions {
   prepareArtifact: (files: Record<string, string>) => Promise<string>;
   /** Default `nodejs20`. */
   runtime?: string;
-  /** Cases this driver cannot pass yet, each with the reason. */
+  /**
+   * Cases this driver cannot pass yet, each with the reason. The pool cases (`pool*`) skip themselves
+   * for a driver without the optional `startGeneric` and `specialize`.
+   */
   skip?: Partial<Record<CaseName, string>>;
 }
 
@@ -85,6 +94,25 @@ const HANDLERS = {
     `};`,
   ].join("\n"),
   env: `exports.main = async () => ({ ...process.env });\n`,
+  /** Says something while its module loads, then greets. */
+  loudHello: [
+    `console.log("module of " + process.env.FUNCD_FUNCTION_NAME + " loading");`,
+    `exports.main = async (event, context) => "hello from " + context["function-name"];`,
+  ].join("\n"),
+  /** One file system operation given as JSON, and its outcome. */
+  fsProbe: [
+    `const fs = require("node:fs");`,
+    `exports.main = async (event) => {`,
+    `  const { op, path } = event.data;`,
+    `  try {`,
+    `    if (op === "read") return { ok: true, result: fs.readFileSync(path, "utf8") };`,
+    `    if (op === "whoami") return { ok: true, result: { uid: process.getuid(), gid: process.getgid(), functionDir: process.env.FUNCD_FUNCTION_DIR } };`,
+    `    return { ok: false, code: "BAD_OP" };`,
+    `  } catch (err) {`,
+    `    return { ok: false, code: err.code };`,
+    `  }`,
+    `};`,
+  ].join("\n"),
   /** ESM, for a top-level await that keeps the runtime from listening. */
   slowStart: `await new Promise((resolve) => setTimeout(resolve, 30_000));\nexport const main = async () => "late";\n`,
 };
@@ -106,6 +134,11 @@ const TITLES: Record<CaseName, string> = {
   list: "list() reflects started and stopped instances",
   dispose: "dispose() leaves no process behind",
   reconcile: "reconcile() removes an instance left by a previous driver",
+  poolSpecialize: "a generic instance specializes into the function and answers",
+  poolEnvAndLimits: "specialization applies the function's env and memory limit",
+  poolLoadFailure:
+    "a handler that fails to load during specialization is reported as HANDLER_LOAD_FAILED and leaves nothing running",
+  poolIsolation: "specialized instances of two functions have different uids and cannot read each other's files",
 };
 
 interface Reply {
@@ -198,11 +231,50 @@ export function runDriverConformance(options: DriverConformanceOptions): void {
     };
   }
 
-  const test = (name: CaseName, fn: () => Promise<void>) => {
+  const test = (name: CaseName, fn: (ctx: TestContext) => Promise<void>) => {
     const reason = options.skip?.[name];
     if (reason === undefined) it(TITLES[name], fn);
     else it.skip(`${TITLES[name]} (skipped: ${reason})`, fn);
   };
+
+  /** Whether this suite's driver has the optional pool members (asked once, of a throwaway driver). */
+  let poolCapable: Promise<boolean> | undefined;
+  const hasPool = () => {
+    poolCapable ??= (async () => {
+      const probe = await options.newDriver(() => undefined);
+      const capable = typeof probe.startGeneric === "function" && typeof probe.specialize === "function";
+      await probe.dispose();
+      return capable;
+    })();
+    return poolCapable;
+  };
+
+  /** A pool case: skipped for a driver without a pool, else given the driver's pool members. */
+  const poolTest = (
+    name: CaseName,
+    fn: (
+      pool: Awaited<ReturnType<typeof setup>> & {
+        startGeneric: NonNullable<Driver["startGeneric"]>;
+        specialize: NonNullable<Driver["specialize"]>;
+        nextPoolId: () => string;
+      },
+    ) => Promise<void>,
+  ) =>
+    test(name, async (ctx) => {
+      if (!(await hasPool())) {
+        ctx.skip("the driver has no warm pool (no startGeneric/specialize)");
+        return;
+      }
+      const env = await setup();
+      const { driver } = env;
+      if (driver.startGeneric === undefined || driver.specialize === undefined) throw new Error("unreachable");
+      await fn({
+        ...env,
+        startGeneric: driver.startGeneric.bind(driver),
+        specialize: driver.specialize.bind(driver),
+        nextPoolId: () => `pool-${process.pid}-${++counter}`,
+      });
+    });
 
   describe(`driver conformance: ${options.name}`, () => {
     test("hello", async () => {
@@ -288,7 +360,7 @@ export function runDriverConformance(options: DriverConformanceOptions): void {
       const info = await driver.start(spec);
       expect((await invokeInstance(info.address)).status).toBe(200);
       const event = await eventually(
-        () => events.find((e) => e.instanceId === spec.instanceId),
+        () => events.find((e) => e.type === "exit" && e.instanceId === spec.instanceId),
         "the exit event of the crashed instance",
       );
       expect(event).toMatchObject({ type: "exit", functionName: "crashy", exit: { reason: "crashed" } });
@@ -305,7 +377,7 @@ export function runDriverConformance(options: DriverConformanceOptions): void {
       // The reply may or may not make it out before the kill; the exit event is what counts.
       await invokeInstance(info.address).catch(() => undefined);
       const event = await eventually(
-        () => events.find((e) => e.instanceId === spec.instanceId),
+        () => events.find((e) => e.type === "exit" && e.instanceId === spec.instanceId),
         "the exit event of the instance over its memory limit",
       );
       expect(event.exit.reason).toBe("OOMKilled");
@@ -433,6 +505,155 @@ export function runDriverConformance(options: DriverConformanceOptions): void {
       expect(second.list()).toEqual([]);
       // Nothing is left for a third look.
       expect((await second.reconcile()).removed).toBe(0);
+    });
+
+    poolTest("poolSpecialize", async ({ driver, events, logs, startGeneric, specialize, nextPoolId }) => {
+      const poolId = nextPoolId();
+      const generic = await startGeneric(runtime, { poolId, memoryMb: 128 });
+      expect(generic.poolId).toBe(poolId);
+      // Generic instances are the pool's: not listed, not anyone's function.
+      expect(driver.list()).toEqual([]);
+      const spec = await specFor("pooled", { "handler.js": HANDLERS.loudHello });
+      const info = await specialize(poolId, spec);
+      expect(info).toMatchObject({
+        instanceId: spec.instanceId,
+        functionName: "pooled",
+        revisionId: spec.revisionId,
+        state: "ready",
+      });
+      if (generic.pid !== undefined) expect(info.pid).toBe(generic.pid);
+      expect((await invokeInstance(info.address)).text).toBe("hello from pooled");
+      expect(driver.list().map((i) => i.instanceId)).toEqual([spec.instanceId]);
+      // What the module printed while loading is the function's output, under its new identity.
+      const loaded = await eventually(
+        () => logs.find((l) => l.text === "module of pooled loading"),
+        "the module's load-time line in the log sink",
+      );
+      expect(loaded).toMatchObject({ functionName: "pooled", instanceId: spec.instanceId });
+      // Specialized once: the pool id is gone.
+      await expect(specialize(poolId, await specFor("again", { "handler.js": HANDLERS.hello }))).rejects.toThrow();
+
+      // A function with another memory limit is refused, and the generic instance stays usable.
+      const otherId = nextPoolId();
+      await startGeneric(runtime, { poolId: otherId, memoryMb: 128 });
+      const bigger = await specFor("bigger", { "handler.js": HANDLERS.hello }, { memoryMb: 256 });
+      await expect(specialize(otherId, bigger)).rejects.toMatchObject({ extra: { refused: true } });
+      const fitting = await specFor("fitting", { "handler.js": HANDLERS.hello });
+      const second = await specialize(otherId, fitting);
+      expect((await invokeInstance(second.address)).text).toBe("hello from fitting");
+
+      await driver.stop(spec.instanceId);
+      await driver.stop(fitting.instanceId);
+      expect(driver.list()).toEqual([]);
+      expect(events).toEqual([]);
+    });
+
+    poolTest("poolEnvAndLimits", async ({ driver, events, startGeneric, specialize, nextPoolId }) => {
+      const fnEnv = { GREETING: "hi there", API_URL: "https://example.test" };
+      const envId = nextPoolId();
+      await startGeneric(runtime, { poolId: envId, memoryMb: 96 });
+      const spec = await specFor(
+        "envy-pooled",
+        { "handler.js": HANDLERS.env },
+        { env: fnEnv, memoryMb: 96, timeoutMs: 4_000 },
+      );
+      const info = await specialize(envId, spec);
+      const env = JSON.parse((await invokeInstance(info.address)).text) as Record<string, string>;
+      expect(env).toMatchObject({
+        ...fnEnv,
+        FUNCD_FUNCTION_NAME: "envy-pooled",
+        FUNCD_REVISION: spec.revisionId,
+        FUNCD_RUNTIME: runtime,
+        FUNCD_HANDLER: "handler.main",
+        FUNCD_TIMEOUT_MS: "4000",
+        FUNCD_MEMORY_LIMIT_MB: "96",
+      });
+      expect(env).not.toHaveProperty("FUNCD_GENERIC");
+      const unexpected = Object.keys(env).filter(
+        (key) => !(key in fnEnv) && !key.startsWith("FUNCD_") && !AMBIENT_ENV.has(key),
+      );
+      expect(unexpected).toEqual([]);
+      await driver.stop(spec.instanceId);
+
+      // The memory limit the generic instance booted with is the function's: past it, OOMKilled.
+      const hogId = nextPoolId();
+      await startGeneric(runtime, { poolId: hogId, memoryMb: 64 });
+      const hog = await specFor("hog-pooled", { "handler.js": HANDLERS.hog }, { memoryMb: 64 });
+      const hogInfo = await specialize(hogId, hog);
+      await invokeInstance(hogInfo.address).catch(() => undefined);
+      const event = await eventually(
+        () => events.find((e) => e.type === "exit" && e.instanceId === hog.instanceId),
+        "the exit event of the specialized instance over its memory limit",
+      );
+      expect(event).toMatchObject({ functionName: "hog-pooled", exit: { reason: "OOMKilled" } });
+      expect(driver.list()).toEqual([]);
+    });
+
+    poolTest("poolLoadFailure", async ({ driver, events, startGeneric, specialize, nextPoolId }) => {
+      const poolId = nextPoolId();
+      const generic = await startGeneric(runtime, { poolId, memoryMb: 128 });
+      const spec = await specFor("broken-pooled", { "handler.js": HANDLERS.syntaxError });
+      const failure = await specialize(poolId, spec).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(failure).toMatchObject({ code: "HANDLER_LOAD_FAILED" });
+      expect((failure as Error).message).toContain("handler.js");
+      expect((failure as { extra: { logs: string[] } }).extra.logs.join("\n")).toContain("SyntaxError");
+      expect(driver.list()).toEqual([]);
+      if (generic.pid !== undefined && process.platform === "linux") {
+        expect(await stillRunning([generic.pid])).toEqual([]);
+      }
+      // A failed start is news to nobody: no exit event, for the function or the pool.
+      expect(events).toEqual([]);
+      await expect(specialize(poolId, await specFor("late", { "handler.js": HANDLERS.hello }))).rejects.toThrow();
+    });
+
+    poolTest("poolIsolation", async ({ startGeneric, specialize, nextPoolId }) => {
+      const [aliceId, bobId] = [nextPoolId(), nextPoolId()];
+      await Promise.all([
+        startGeneric(runtime, { poolId: aliceId, memoryMb: 128 }),
+        startGeneric(runtime, { poolId: bobId, memoryMb: 128 }),
+      ]);
+      const aliceSpec = await specFor("alice-pooled", {
+        "handler.js": HANDLERS.fsProbe,
+        "private.txt": "alice's data",
+      });
+      // Readable only through the function's own permissions, not by everyone.
+      await chmod(join(aliceSpec.artifactDir, "private.txt"), 0o600);
+      const bobSpec = await specFor("bob-pooled", { "handler.js": HANDLERS.fsProbe });
+      const [alice, bob] = await Promise.all([specialize(aliceId, aliceSpec), specialize(bobId, bobSpec)]);
+      const probe = async (info: InstanceInfo, request: { op: string; path?: string }) => {
+        const reply = await invokeInstance(info.address, {
+          body: JSON.stringify(request),
+          headers: { "content-type": "application/json" },
+        });
+        expect(reply.status).toBe(200);
+        return JSON.parse(reply.text) as { ok: boolean; result?: unknown; code?: string };
+      };
+      type Who = { uid: number; gid: number; functionDir: string };
+      const aliceWho = (await probe(alice, { op: "whoami" })).result as Who;
+      const bobWho = (await probe(bob, { op: "whoami" })).result as Who;
+      if (process.getuid?.() === 0) {
+        // A root daemon runs every instance as an unprivileged uid; pool instances each get their own.
+        expect(aliceWho.uid).not.toBe(0);
+        expect(bobWho.uid).not.toBe(0);
+        expect(aliceWho.uid).not.toBe(bobWho.uid);
+        expect(aliceWho.gid).not.toBe(bobWho.gid);
+      }
+      expect(await probe(alice, { op: "read", path: `${aliceWho.functionDir}/private.txt` })).toEqual({
+        ok: true,
+        result: "alice's data",
+      });
+      if (process.getuid?.() === 0) {
+        // Neither where alice sees it, nor where the daemon keeps it.
+        for (const path of [
+          `${aliceWho.functionDir}/private.txt`,
+          join(aliceSpec.artifactDir, "private.txt"),
+        ]) {
+          expect(await probe(bob, { op: "read", path })).toMatchObject({ ok: false });
+        }
+      }
     });
   });
 }

@@ -62,7 +62,13 @@ export interface LogLine {
   text: string;
 }
 
-export type DriverEvent = { type: "exit"; instanceId: string; functionName: string; exit: InstanceExit };
+/**
+ * `exit`: an instance went away unasked (for the scaler). `generic-exit`: a generic (pool) instance that
+ * was never specialized went away unasked (for the pool only; the scaler never knew it).
+ */
+export type DriverEvent =
+  | { type: "exit"; instanceId: string; functionName: string; exit: InstanceExit }
+  | { type: "generic-exit"; poolId: string; runtime: string; exit: InstanceExit };
 
 export interface StartOptions {
   /** Abort the start (the instance is killed and `start` rejects). */
@@ -92,6 +98,38 @@ export interface Driver {
   reconcile(): Promise<{ removed: number }>;
   /** Stop every instance and release resources. */
   dispose(): Promise<void>;
+
+  /**
+   * Optional, for drivers that can keep a warm pool: start a *generic* instance of `runtime` — the
+   * runtime booted and sandboxed with `memoryMb` as its limit, but no function loaded — and resolve once
+   * it answers `/healthz`. It is not listed by `list()` and its exit is reported as `generic-exit`, not
+   * `exit`, until it is specialized. Rejects with `UNKNOWN_RUNTIME` when the runtime has no generic mode.
+   * Stop it with `stop(poolId)`.
+   */
+  startGeneric?(runtime: string, options: GenericStartOptions): Promise<GenericInstance>;
+  /**
+   * Optional, with `startGeneric`: turn the ready generic instance `poolId` into an instance of `spec`
+   * (its code, env and identity; re-keyed under `spec.instanceId`), resolving as `start` does. Refuses
+   * — rejects with `extra.refused === true`, leaving the generic instance as it was, still generic — when
+   * `spec.runtime` or `spec.memoryMb` differ from the generic instance's (or the function needs something
+   * only a fresh boot gives), so the caller can start normally instead. Any other failure rejects with the
+   * codes `start` uses (`HANDLER_LOAD_FAILED` with the output) and leaves nothing running.
+   */
+  specialize?(poolId: string, spec: InstanceSpec, options?: StartOptions): Promise<InstanceInfo>;
+}
+
+export interface GenericStartOptions {
+  /** Unique among the driver's instances, like an instance id (e.g. `pool-nodejs20-1`). */
+  poolId: string;
+  /** The memory limit the instance runs under; only functions with the same limit can be specialized into it. */
+  memoryMb: number;
+  signal?: AbortSignal;
+  readyTimeoutMs?: number;
+}
+
+export interface GenericInstance {
+  poolId: string;
+  pid?: number;
 }
 
 /** Where a driver sends instance output. Injected at construction. */

@@ -121,7 +121,8 @@ export class Gateway {
     let pathname = q === -1 ? url : url.slice(0, q);
     const search = q === -1 ? "" : url.slice(q);
     // Two checks on the sync path; everything else about async lives in the intake.
-    let async = req.headers["x-invocation-type"] !== undefined && isAsyncType(req.headers["x-invocation-type"]);
+    let async =
+      req.headers["x-invocation-type"] !== undefined && isAsyncType(req.headers["x-invocation-type"]);
     if (pathname.startsWith(ASYNC_PREFIX)) {
       async = true;
       pathname = `/function/${pathname.slice(ASYNC_PREFIX.length)}`;
@@ -315,7 +316,9 @@ export class Gateway {
         errorText: problem ? problemDetail([body.subarray(0, 8192)]) : null,
       });
     } catch (err) {
-      return this.#delivered(name, started, lease, { error: await this.#failed(err, lease, name, timeoutMs) });
+      return this.#delivered(name, started, lease, {
+        error: await this.#failed(err, lease, name, timeoutMs),
+      });
     }
   }
 

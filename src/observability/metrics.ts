@@ -60,6 +60,20 @@ export class DaemonMetrics {
     registers: [this.registry],
   });
 
+  // ── warm pool (src/scaler/pool.ts) ─────────────────────────────────────────
+  readonly poolInstances = new Gauge({
+    name: "funcd_pool_instances",
+    help: "Generic (not yet specialized) warm pool instances by runtime and state (starting, ready)",
+    labelNames: ["runtime", "state"] as const,
+    registers: [this.registry],
+  });
+  readonly poolTakes = new Counter({
+    name: "funcd_pool_takes_total",
+    help: "Instance starts by runtime and how the warm pool served them: specialized (from the pool), empty (no ready pool instance), mismatch (memory limit differs from the pool's), fallback (specialization failed for a pool reason; started normally)",
+    labelNames: ["runtime", "outcome"] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: "funcd_daemon_" });
   }

@@ -133,7 +133,11 @@ export class CallbackSender {
     let statusCode: number | null = null;
     let error: string | null = null;
     try {
-      statusCode = await this.#transport(previous.url, JSON.stringify(callbackPayload(record)), this.#o.timeoutMs);
+      statusCode = await this.#transport(
+        previous.url,
+        JSON.stringify(callbackPayload(record)),
+        this.#o.timeoutMs,
+      );
       if (statusCode < 200 || statusCode > 299) error = `the callback URL answered ${statusCode}`;
     } catch (err) {
       error = messageOf(err);

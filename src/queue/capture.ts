@@ -8,7 +8,11 @@ export const RECORD_BODY_BYTES = 64 * 1024;
 const REDACTED = new Set(["authorization", "cookie", "proxy-authorization", "x-api-key"]);
 
 /** The first `limit` bytes of `data` (whose full size is `bytes`): UTF-8 text when it is, else base64. */
-export function captureBody(data: Buffer | null, bytes = data?.length ?? 0, limit = RECORD_BODY_BYTES): CapturedBody {
+export function captureBody(
+  data: Buffer | null,
+  bytes = data?.length ?? 0,
+  limit = RECORD_BODY_BYTES,
+): CapturedBody {
   const kept = data === null ? Buffer.alloc(0) : data.length > limit ? data.subarray(0, limit) : data;
   const truncated = bytes > kept.length;
   if (isUtf8(kept)) return { body: kept.toString("utf8"), encoding: "utf8", bytes, truncated };

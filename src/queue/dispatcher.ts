@@ -100,14 +100,14 @@ export class Dispatcher {
     for (const wakeup of this.#wakeups.values()) wakeup.timer.cancel();
     this.#wakeups.clear();
     if (this.#delivering.size > 0) {
-      let timer: NodeJS.Timeout | undefined;
+      let timer: { cancel(): void } | undefined;
       await Promise.race([
         Promise.all(this.#delivering.values()),
         new Promise<void>((resolve) => {
-          timer = setTimeout(resolve, graceMs);
+          timer = this.#o.clock.setTimeout(resolve, graceMs);
         }),
       ]);
-      clearTimeout(timer);
+      timer?.cancel();
     }
     this.#abandoned = true;
     this.#cancel.emit("abort");
@@ -221,13 +221,18 @@ export class Dispatcher {
       // Sync records call a 4xx answer a success (the function did its job); for an async invocation it
       // is a final failure, and its record says so.
       outcome: result.outcome === "success" && result.statusCode >= 400 ? "error" : result.outcome,
-      error: result.errorText ?? (result.statusCode >= 400 ? `The function answered ${result.statusCode}` : null),
+      error:
+        result.errorText ?? (result.statusCode >= 400 ? `The function answered ${result.statusCode}` : null),
       coldStart: result.coldStart,
       instanceId: result.instanceId,
       revisionId: result.revisionId,
       responseBytes: result.bodyBytes,
       result: result.reached
-        ? { statusCode: result.statusCode, headers: result.headers, ...captureBody(result.body, result.bodyBytes) }
+        ? {
+            statusCode: result.statusCode,
+            headers: result.headers,
+            ...captureBody(result.body, result.bodyBytes),
+          }
         : null,
     };
     const decision = decide(
@@ -246,7 +251,10 @@ export class Dispatcher {
     switch (decision.kind) {
       case "retry":
         this.#o.queue.retry(item.id, decision.runAt, attempt, decision.counted);
-        this.#o.logger.debug({ ...log, status: result.statusCode, runAt: decision.runAt }, "async retry scheduled");
+        this.#o.logger.debug(
+          { ...log, status: result.statusCode, runAt: decision.runAt },
+          "async retry scheduled",
+        );
         this.#wakeWhenDue(item.functionName);
         return;
       case "succeeded":
@@ -255,7 +263,13 @@ export class Dispatcher {
         break;
       case "dead-letter": {
         const last = attempt.error ?? `status ${attempt.statusCode}`;
-        this.#o.queue.finish(item.id, "dead-lettered", now, attempt, `${decision.reason}; last error: ${last}`);
+        this.#o.queue.finish(
+          item.id,
+          "dead-lettered",
+          now,
+          attempt,
+          `${decision.reason}; last error: ${last}`,
+        );
         this.#o.logger.info({ ...log, reason: decision.reason }, "async invocation dead-lettered");
         break;
       }
@@ -268,7 +282,8 @@ export class Dispatcher {
     const now = this.#o.clock.now();
     try {
       const recovered = this.#o.queue.recover(now, new Set(this.#delivering.keys()));
-      if (recovered > 0) this.#o.logger.warn({ recovered }, "async invocations whose lease ran out are queued again");
+      if (recovered > 0)
+        this.#o.logger.warn({ recovered }, "async invocations whose lease ran out are queued again");
       for (const name of this.#o.queue.dueFunctions(now)) this.#ready.add(name);
       const pruned = this.#o.queue.pruneDeadLetters(now - this.#o.deadLetterRetentionMs);
       if (pruned > 0) this.#o.logger.info({ pruned }, "dropped dead letters past retention");

@@ -54,7 +54,12 @@ export class QueueIntake implements AsyncIntake {
       const maxRetries = parseRetries(req.headers["x-funcd-retries"], this.#o.defaultRetries);
       const method = req.method ?? "POST";
       const body = method === "GET" || method === "HEAD" ? null : await readBody(req, this.#o.maxBodyBytes);
-      const headers = forwardHeaders(req.headers, call.requestId, call.match.prefix, req.socket.remoteAddress);
+      const headers = forwardHeaders(
+        req.headers,
+        call.requestId,
+        call.match.prefix,
+        req.socket.remoteAddress,
+      );
       for (const name of CONTROL_HEADERS) delete headers[name];
       const path = call.match.subPath + call.search;
       item = {
@@ -74,7 +79,11 @@ export class QueueIntake implements AsyncIntake {
     } catch (err) {
       req.resume();
       if (res.destroyed) return;
-      sendProblem(res, err instanceof FuncdError ? err : new FuncdError("BAD_REQUEST", messageOf(err)), instance);
+      sendProblem(
+        res,
+        err instanceof FuncdError ? err : new FuncdError("BAD_REQUEST", messageOf(err)),
+        instance,
+      );
       return;
     }
 
@@ -84,9 +93,13 @@ export class QueueIntake implements AsyncIntake {
       this.#o.logger.error({ err, function: item.functionName }, "could not queue an async invocation");
       sendProblem(
         res,
-        new FuncdError("QUEUE_UNAVAILABLE", `The invocation of "${item.functionName}" could not be stored: ${messageOf(err)}`, {
-          retryAfter: 1,
-        }),
+        new FuncdError(
+          "QUEUE_UNAVAILABLE",
+          `The invocation of "${item.functionName}" could not be stored: ${messageOf(err)}`,
+          {
+            retryAfter: 1,
+          },
+        ),
         instance,
       );
       return;

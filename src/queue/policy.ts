@@ -34,7 +34,11 @@ export type Decision =
  * exponential step, capped): retries of many failed invocations spread out
  * instead of arriving together. `retry` is 1 for the first retry.
  */
-export function backoffMs(retry: number, policy: Pick<RetryPolicy, "baseMs" | "capMs">, random: () => number) {
+export function backoffMs(
+  retry: number,
+  policy: Pick<RetryPolicy, "baseMs" | "capMs">,
+  random: () => number,
+) {
   const step = Math.min(policy.capMs, policy.baseMs * 2 ** Math.max(0, Math.min(retry - 1, 30)));
   return Math.floor(random() * step);
 }
@@ -70,7 +74,11 @@ export function decide(a: AttemptSummary, now: number, policy: RetryPolicy, rand
 }
 
 /** Whether an invocation claimed at `now` is too old to attempt. */
-export function expired(enqueuedAt: number, now: number, policy: Pick<RetryPolicy, "maxEventAgeMs">): boolean {
+export function expired(
+  enqueuedAt: number,
+  now: number,
+  policy: Pick<RetryPolicy, "maxEventAgeMs">,
+): boolean {
   return now - enqueuedAt > policy.maxEventAgeMs;
 }
 

@@ -3,23 +3,47 @@
  * docs/runtime-contract.md. It runs inside the sandbox with nothing but Node's standard library, and it
  * sits on the hot path of every invocation and every cold start, so it imports little and allocates
  * little per request.
+ *
+ * With `FUNCD_GENERIC=1` it boots in generic mode for the warm pool: it listens without a handler
+ * (`/healthz` answers `{"status":"generic"}`) until the daemon posts the function to
+ * `/_funcd/specialize`; from then on it is exactly an instance started for that function.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import { lstatSync, statSync, unlinkSync } from "node:fs";
-import { createServer } from "node:http";
-import { basename, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
+import { createServer, request as httpRequest } from "node:http";
+import { tmpdir } from "node:os";
+import { basename, dirname, join, resolve } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+
+/** The handler cannot be loaded: fatal with exit code 3 (the driver's failed deploy shows the output). */
+class LoadError extends Error {}
+
+/** A `FUNCD_*` setting is invalid: fatal with exit code 1. */
+class ConfigError extends Error {}
 
 const env = process.env;
-const FUNCTION_DIR = resolve(env.FUNCD_FUNCTION_DIR || ".");
-const HANDLER = env.FUNCD_HANDLER || "handler.main";
-const FUNCTION_NAME = env.FUNCD_FUNCTION_NAME || basename(FUNCTION_DIR);
-const REVISION = env.FUNCD_REVISION || "";
-const RUNTIME = env.FUNCD_RUNTIME || "nodejs20";
-const TIMEOUT_MS = positiveInt("FUNCD_TIMEOUT_MS", 30_000);
-const MEMORY_LIMIT_MB = positiveInt("FUNCD_MEMORY_LIMIT_MB", 256);
-const MEMORY_LIMIT = `${MEMORY_LIMIT_MB}Mi`;
-const HANDLER_STYLE = handlerStyle();
+/** Booted for the warm pool: no handler until `/_funcd/specialize`; false for good once specialized. */
+let generic = env.FUNCD_GENERIC === "1";
+/** True from the first accepted specialization on: there is only ever one. */
+let specializing = false;
+// The function's settings, read from the environment by `configure()`: at boot, or at specialization.
+let FUNCTION_DIR = "";
+let HANDLER = "";
+let FUNCTION_NAME = "";
+let REVISION = "";
+let RUNTIME = "";
+let TIMEOUT_MS = 0;
+let MEMORY_LIMIT_MB = 0;
+let MEMORY_LIMIT = "";
+/** @type {"auto" | "kubeless" | "lambda"} */
+let HANDLER_STYLE = "auto";
+try {
+  configure();
+} catch (err) {
+  if (!(err instanceof ConfigError)) throw err;
+  process.stderr.write(`funcd: ${err.message}\n`);
+  process.exit(1);
+}
 const LISTEN = parseListen(env.FUNCD_LISTEN || "8080");
 
 // The gateway pools connections to instances; outliving its idle timeout avoids racing a reused socket
@@ -33,6 +57,8 @@ const JSON_TYPE = "application/json";
 const PROBLEM = "application/problem+json";
 const METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 const READY = '{"status":"ready"}';
+const GENERIC = '{"status":"generic"}';
+const SPECIALIZE_PATH = "/_funcd/specialize";
 const EMPTY = Buffer.alloc(0);
 const BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const TIMED_OUT = Symbol("timed out");
@@ -47,17 +73,30 @@ let draining = false;
 tagOutput(process.stdout);
 tagOutput(process.stderr);
 
-const { fn: main, owner, exportName, alsoMain } = await loadHandler();
-
+/** The handler and `this` for calling it; set once, at boot or at specialization. */
+/** @type {Function} */
+let main = noop;
+/** @type {unknown} */
+let owner;
 /**
- * How an invocation reaches the handler and how its result becomes a response, chosen once here so the
- * per-request path never asks: `prepare` turns the request into the event (throwing when the body cannot
- * be decoded, answered 400), `call` calls the handler, `send` answers its result.
+ * How an invocation reaches the handler and how its result becomes a response, chosen once (at boot, or
+ * at specialization) so the per-request path never asks: `prepare` turns the request into the event
+ * (throwing when the body cannot be decoded, answered 400), `call` calls the handler, `send` answers its
+ * result.
+ * @type {{ prepare: typeof kubelessEvent, call: typeof callKubeless, send: typeof sendResult }}
  */
-const style =
-  HANDLER_STYLE === "lambda" || (HANDLER_STYLE === "auto" && exportName === "handler" && !alsoMain)
-    ? await lambdaStyle()
-    : { prepare: kubelessEvent, call: callKubeless, send: sendResult };
+let style = { prepare: kubelessEvent, call: callKubeless, send: sendResult };
+
+if (generic) {
+  await rehearse();
+} else {
+  try {
+    await useHandler(await loadHandler());
+  } catch (err) {
+    if (!(err instanceof LoadError)) throw err;
+    fatal(err.message, err.cause);
+  }
+}
 
 process.on("uncaughtException", (err) => {
   // The process state is unknown after this; the driver restarts the instance.
@@ -87,6 +126,7 @@ process.once("SIGINT", drain);
  * @param {import("node:http").ServerResponse} res
  */
 function onRequest(req, res) {
+  if (generic) return onGenericRequest(req, res);
   if (draining) res.shouldKeepAlive = false;
   const headers = req.headers;
   const url = req.url || "/";
@@ -116,6 +156,177 @@ function onRequest(req, res) {
 function internal(res, requestId, type, body) {
   if (requestId !== undefined) res.setHeader("x-request-id", requestId);
   send(res, 200, type, body);
+}
+
+/**
+ * A request to a generic instance: its health, and its one specialization. There is no function to
+ * invoke yet (the gateway never routes to a generic instance, so anything else is a mistake).
+ * @param {import("node:http").IncomingMessage} req
+ * @param {import("node:http").ServerResponse} res
+ */
+function onGenericRequest(req, res) {
+  const daemon = req.headers["x-funcd-invoke"] !== "1";
+  if (daemon && req.method === "GET" && req.url === "/healthz") return send(res, 200, JSON_TYPE, GENERIC);
+  if (daemon && req.method === "GET" && req.url === "/metrics") {
+    return send(res, 200, METRICS_TYPE, renderMetrics());
+  }
+  if (daemon && req.method === "POST" && req.url === SPECIALIZE_PATH && !specializing) {
+    specializing = true;
+    return void specialize(req, res);
+  }
+  const detail = specializing
+    ? "This instance is being specialized"
+    : "This is a generic instance: no function is loaded yet";
+  send(res, 503, PROBLEM, problem(503, "function-unavailable", "FUNCTION_UNAVAILABLE", "Not specialized", detail));
+}
+
+/**
+ * `POST /_funcd/specialize`: become an instance of the function described by the JSON body. The
+ * environment becomes the function's, the handler is loaded exactly as at a normal boot, and the answer
+ * is 200 `{"status":"ready"}`; or, when the handler cannot be loaded, 422 `{ error, logs }`, after which
+ * the process exits with code 3 (1 for an invalid setting), as a normal boot would have: a failed
+ * specialization never serves.
+ * @param {import("node:http").IncomingMessage} req
+ * @param {import("node:http").ServerResponse} res
+ */
+async function specialize(req, res) {
+  res.shouldKeepAlive = false;
+  let body;
+  try {
+    body = JSON.parse((await readBody(req)).toString("utf8"));
+    if (body === null || typeof body !== "object") throw new Error("the body is not a JSON object");
+    if (typeof body.handler !== "string" || body.handler === "") throw new Error('"handler" is missing');
+    if (body.env === null || typeof body.env !== "object") throw new Error('"env" is not an object');
+  } catch (err) {
+    // Nothing was changed: the instance stays generic and may still be specialized.
+    specializing = false;
+    return send(res, 400, PROBLEM, problem(400, "bad-request", "BAD_REQUEST", "Bad request", err.message));
+  }
+  if (body.memoryMb !== undefined && Number(body.memoryMb) !== MEMORY_LIMIT_MB) {
+    // The heap and the sandbox were sized at boot; a different limit needs a normal start.
+    specializing = false;
+    const detail = `This instance runs with ${MEMORY_LIMIT_MB} MiB, not ${body.memoryMb} MiB`;
+    return send(res, 400, PROBLEM, problem(400, "bad-request", "BAD_REQUEST", "Bad request", detail));
+  }
+  // From here on the process belongs to the function: its environment first, as a boot would see it.
+  const next = { ...stringValues(body.env) };
+  next.FUNCD_HANDLER = body.handler;
+  if (typeof body.handlerStyle === "string") next.FUNCD_HANDLER_STYLE = body.handlerStyle;
+  if (typeof body.functionName === "string") next.FUNCD_FUNCTION_NAME = body.functionName;
+  if (typeof body.revision === "string") next.FUNCD_REVISION = body.revision;
+  if (body.timeoutMs !== undefined) next.FUNCD_TIMEOUT_MS = String(body.timeoutMs);
+  // Where it listens, its runtime and its limit were settled at boot.
+  next.FUNCD_LISTEN = env.FUNCD_LISTEN ?? "";
+  next.FUNCD_FUNCTION_DIR = env.FUNCD_FUNCTION_DIR ?? "";
+  next.FUNCD_RUNTIME = env.FUNCD_RUNTIME ?? "";
+  next.FUNCD_MEMORY_LIMIT_MB = String(MEMORY_LIMIT_MB);
+  for (const key of Object.keys(env)) delete env[key];
+  Object.assign(env, next);
+  try {
+    configure();
+    await useHandler(await loadHandler());
+  } catch (err) {
+    const exitCode = err instanceof ConfigError ? 1 : 3;
+    const cause = err instanceof LoadError ? err.cause : undefined;
+    const message = err instanceof LoadError || err instanceof ConfigError ? err.message : String(err);
+    const stack = cause === undefined ? "" : cause instanceof Error && cause.stack ? cause.stack : String(cause);
+    // The same output a failed boot writes, so the driver's logs of the failure read the same.
+    process.stderr.write(`funcd: ${message}\n${stack === "" ? "" : `${stack}\n`}`);
+    const logs = [`funcd: ${message}`, ...(stack === "" ? [] : stack.split("\n"))];
+    res.setHeader("content-type", JSON_TYPE);
+    res.statusCode = 422;
+    res.end(JSON.stringify({ error: message, logs }), () => process.exit(exitCode));
+    setTimeout(() => process.exit(exitCode), 1_000).unref();
+    return;
+  }
+  generic = false;
+  send(res, 200, JSON_TYPE, READY);
+}
+
+/**
+ * @param {Record<string, unknown>} values
+ * @returns {Record<string, string>}
+ */
+function stringValues(values) {
+  /** @type {Record<string, string>} */
+  const out = {};
+  for (const key of Object.keys(values)) {
+    const value = values[key];
+    if (value !== undefined && value !== null) out[key] = String(value);
+  }
+  return out;
+}
+
+/**
+ * Generic mode, before listening: one invocation of a tiny handler shipped with the runtime
+ * (`warmup.cjs`) through the code a function's specialization and first request run — setting the
+ * environment, loading the module, reading a JSON body, calling, answering — on a throwaway socket.
+ * Node compiles its own JavaScript lazily, on first use, which costs a cold process several
+ * milliseconds per step; paying that here, while nobody waits, takes it off every cold start served by
+ * the pool. Then everything is put back: no handler, no metrics, generic again. A failure only costs speed.
+ */
+async function rehearse() {
+  const socketPath = join(tmpdir(), `funcd-rehearsal-${process.pid}.sock`);
+  const warm = createServer(onRequest);
+  try {
+    env.FUNCD_REHEARSAL = "1";
+    delete env.FUNCD_REHEARSAL;
+    // Loaded now too, so a Lambda-style function's specialization does not pay for it.
+    await import("./lambda.mjs");
+    FUNCTION_DIR = dirname(fileURLToPath(import.meta.url));
+    HANDLER = "warmup.main";
+    await useHandler(await loadHandler());
+    generic = false;
+    removeStaleSocket(socketPath);
+    await new Promise((resolve, reject) => {
+      warm.once("error", reject);
+      warm.listen(socketPath, () => resolve(undefined));
+    });
+    await new Promise((resolve, reject) => {
+      const req = httpRequest(
+        {
+          socketPath,
+          method: "POST",
+          path: "/",
+          agent: false,
+          headers: { "content-type": JSON_TYPE, "x-funcd-invoke": "1", "x-request-id": "rehearsal" },
+        },
+        (res) => {
+          res.on("data", noop);
+          res.on("end", () => resolve(undefined));
+          res.on("error", reject);
+        },
+      );
+      req.on("error", reject);
+      req.end('{"rehearsal":true}');
+    });
+  } catch {
+    // Only speed is lost.
+  } finally {
+    generic = true;
+    await new Promise((resolve) => warm.close(() => resolve(undefined)));
+    removeStaleSocket(socketPath);
+    configure();
+    main = noop;
+    owner = undefined;
+    style = { prepare: kubelessEvent, call: callKubeless, send: sendResult };
+    metrics.calls = 0;
+    metrics.failures = 0;
+    metrics.sum = 0;
+    metrics.buckets.fill(0);
+  }
+}
+
+/**
+ * Makes a loaded handler the one this instance serves.
+ * @param {{ fn: Function, owner: unknown, exportName: string, alsoMain: boolean }} loaded
+ */
+async function useHandler(loaded) {
+  main = loaded.fn;
+  owner = loaded.owner;
+  if (HANDLER_STYLE === "lambda" || (HANDLER_STYLE === "auto" && loaded.exportName === "handler" && !loaded.alsoMain)) {
+    style = await lambdaStyle();
+  }
 }
 
 /**
@@ -545,14 +756,13 @@ function tagOutput(stream) {
 }
 
 /**
- * Import the handler module and find its export. Any failure is fatal with exit code 3, which the
- * driver reports as a failed deploy showing this output.
+ * Import the handler module and find its export. Any failure throws a LoadError.
  * @returns {Promise<{ fn: Function, owner: unknown, exportName: string, alsoMain: boolean }>}
  */
 async function loadHandler() {
   const dot = HANDLER.lastIndexOf(".");
   if (dot <= 0 || dot === HANDLER.length - 1) {
-    fatal(`FUNCD_HANDLER "${HANDLER}" is not of the form file.export (for example handler.main)`);
+    throw new LoadError(`FUNCD_HANDLER "${HANDLER}" is not of the form file.export (for example handler.main)`);
   }
   const file = HANDLER.slice(0, dot);
   const name = HANDLER.slice(dot + 1);
@@ -561,14 +771,16 @@ async function loadHandler() {
   if (/\.[cm]?js$/.test(file)) candidates.push(file);
   const found = candidates.find((candidate) => isFile(resolve(FUNCTION_DIR, candidate)));
   if (found === undefined) {
-    fatal(`Cannot load handler "${HANDLER}": none of ${candidates.join(", ")} exists in ${FUNCTION_DIR}`);
+    throw new LoadError(
+      `Cannot load handler "${HANDLER}": none of ${candidates.join(", ")} exists in ${FUNCTION_DIR}`,
+    );
   }
   const path = resolve(FUNCTION_DIR, found);
   let ns;
   try {
     ns = await import(pathToFileURL(path).href);
   } catch (err) {
-    fatal(`Cannot load handler "${HANDLER}": importing ${path} failed`, err);
+    throw new LoadError(`Cannot load handler "${HANDLER}": importing ${path} failed`, { cause: err });
   }
   // Named exports first (ESM, and CommonJS names Node detects); then the default export's members, which
   // is where `module.exports = { main }` and `export default { main }` put them.
@@ -592,7 +804,7 @@ async function loadHandler() {
   } else if (fallback !== undefined) names.push("default");
   const what =
     name in ns || (fallback != null && name in Object(fallback)) ? "is not a function" : "is missing";
-  fatal(
+  throw new LoadError(
     `Cannot load handler "${HANDLER}": the export "${name}" of ${path} ${what}; ` +
       `its exports are: ${names.length ? names.join(", ") : "(none)"}`,
   );
@@ -662,6 +874,22 @@ function parseListen(listen) {
 }
 
 /**
+ * Reads the function's settings from the environment (the contract's `FUNCD_*` variables), throwing a
+ * ConfigError for an invalid one. Runs at boot, and again at specialization.
+ */
+function configure() {
+  FUNCTION_DIR = resolve(env.FUNCD_FUNCTION_DIR || ".");
+  HANDLER = env.FUNCD_HANDLER || "handler.main";
+  FUNCTION_NAME = env.FUNCD_FUNCTION_NAME || basename(FUNCTION_DIR);
+  REVISION = env.FUNCD_REVISION || "";
+  RUNTIME = env.FUNCD_RUNTIME || "nodejs20";
+  TIMEOUT_MS = positiveInt("FUNCD_TIMEOUT_MS", 30_000);
+  MEMORY_LIMIT_MB = positiveInt("FUNCD_MEMORY_LIMIT_MB", 256);
+  MEMORY_LIMIT = `${MEMORY_LIMIT_MB}Mi`;
+  HANDLER_STYLE = handlerStyle();
+}
+
+/**
  * `FUNCD_HANDLER_STYLE`: how the handler is called (see "Handler styles" in the contract).
  * @returns {"auto" | "kubeless" | "lambda"}
  */
@@ -669,8 +897,7 @@ function handlerStyle() {
   const raw = env.FUNCD_HANDLER_STYLE;
   if (raw === undefined || raw === "") return "auto";
   if (raw === "auto" || raw === "kubeless" || raw === "lambda") return raw;
-  process.stderr.write(`funcd: FUNCD_HANDLER_STYLE "${raw}" is not one of auto, kubeless, lambda\n`);
-  process.exit(1);
+  throw new ConfigError(`FUNCD_HANDLER_STYLE "${raw}" is not one of auto, kubeless, lambda`);
 }
 
 /**
@@ -681,9 +908,6 @@ function positiveInt(name, fallback) {
   const raw = env[name];
   if (raw === undefined || raw === "") return fallback;
   const value = Number(raw);
-  if (!Number.isInteger(value) || value <= 0) {
-    process.stderr.write(`funcd: ${name} "${raw}" is not a positive integer\n`);
-    process.exit(1);
-  }
+  if (!Number.isInteger(value) || value <= 0) throw new ConfigError(`${name} "${raw}" is not a positive integer`);
   return value;
 }

@@ -186,6 +186,8 @@ describe("async invocations", () => {
     expect(record.request?.headers.authorization).toBe("[redacted]");
     expect(record.result?.statusCode).toBe(200);
     const answer = JSON.parse(record.result?.body ?? "{}") as Record<string, unknown>;
+    const shown = await daemon.cli(["executions", "show", id]);
+    expect(shown.stdout).toMatch(/State\s+succeeded, attempt 1/);
     expect(answer).toMatchObject({
       method: "POST",
       path: "/sub/path",

@@ -446,7 +446,9 @@ describe("restarts", () => {
       });
       expect((await own.call("GET", "/function/orphan")).text).toBe("v1");
       await own.stop("SIGKILL");
-      const again = await startDaemon({ dataDir: own.dataDir });
+      // Without a warm pool of its own, so any process left mentioning the data dir is a leftover of the
+      // killed daemon (its instances and its pool's generic instances alike).
+      const again = await startDaemon({ dataDir: own.dataDir, env: { FUNCD_POOL_SIZE: "0" } });
       try {
         await sleep(200);
         // Only the new daemon's own instances (none yet: scale from zero) may remain.

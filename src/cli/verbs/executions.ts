@@ -18,6 +18,11 @@ interface ExecutionView {
   requestId: string | null;
   requestBytes: number;
   responseBytes: number;
+  // Async invocations only.
+  state?: string;
+  queuedAt?: string;
+  attempt?: number;
+  callback?: { url: string; status: string; attempts: number; error: string | null };
   logs?: LogLineView[];
 }
 
@@ -50,7 +55,10 @@ export function register(program: Command, deps: CliDeps): void {
     .alias("exec")
     .description("list recorded invocations, newest first")
     .argument("[name]", "only this function")
-    .option("--status <outcome>", "success | error | timeout | crashed | oomkilled | throttled | failed")
+    .option(
+      "--status <outcome>",
+      "success | error | timeout | crashed | oomkilled | throttled | pending | failed",
+    )
     .option("--since <when>", "e.g. 1h, 30m, or an ISO time")
     .option("--limit <n>", "at most this many", integer(1, 1000))
     .option("--before <cursor>", "the cursor printed under the previous page")
@@ -91,6 +99,12 @@ export function register(program: Command, deps: CliDeps): void {
           ["Function", e.functionName],
           ["Revision", e.revisionId ?? "-"],
           ["Trigger", e.trigger],
+          ...(e.state === undefined
+            ? []
+            : ([
+                ["State", `${e.state}, attempt ${e.attempt ?? 0}`],
+                ["Queued", formatTime(e.queuedAt, true)],
+              ] as Array<[string, string]>)),
           ["Started", formatTime(e.startedAt, true)],
           ["Duration", `${e.durationMs} ms`],
           ["Status", `${e.statusCode} (${e.outcome})${e.coldStart ? ", cold start" : ""}`],
@@ -99,6 +113,13 @@ export function register(program: Command, deps: CliDeps): void {
           ["Bytes in/out", `${e.requestBytes} / ${e.responseBytes}`],
         ];
         if (e.error) fields.push(["Error", e.error]);
+        if (e.callback) {
+          const c = e.callback;
+          fields.push([
+            "Callback",
+            `${c.status} after ${c.attempts} attempt(s) → ${c.url}${c.error ? ` (${c.error})` : ""}`,
+          ]);
+        }
         const width = Math.max(...fields.map(([k]) => k.length));
         for (const [k, v] of fields) out.line(`${k.padEnd(width)}  ${v}`);
         const logs = e.logs ?? [];

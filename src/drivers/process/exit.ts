@@ -20,8 +20,11 @@ export function describeExit(code: number | null, signal: string | null, sandbox
   return `code ${code}`;
 }
 
-/** Why waiting for readiness stopped, other than the caller's abort. */
-export type StartInterruption = "exited" | "timeout";
+/**
+ * Why waiting for readiness stopped, other than the caller's abort. `load-failed`: a generic instance
+ * answered its specialization with "the handler cannot be loaded".
+ */
+export type StartInterruption = "exited" | "timeout" | "load-failed";
 
 export interface FailedStart {
   functionName: string;
@@ -32,47 +35,51 @@ export interface FailedStart {
   exit: InstanceExit;
   why: StartInterruption;
   readyTimeoutMs: number;
+  /** Who failed, for the message, in lower case; default `function "<functionName>"`. */
+  subject?: string;
 }
 
 /** The error `start()` rejects with when the instance exited or never became ready. */
 export function startFailure(failed: FailedStart): FuncdError {
-  const { functionName, exit } = failed;
+  const { exit } = failed;
+  const subject = failed.subject ?? `function "${failed.functionName}"`;
+  const Subject = subject.charAt(0).toUpperCase() + subject.slice(1);
   const logs = exit.lastLogLines;
   const output = logs.length > 0 ? `:\n${logs.join("\n")}` : " (it wrote no output)";
   const extra = { extra: { logs } };
   if (failed.why === "timeout") {
     return new FuncdError(
       "FUNCTION_UNAVAILABLE",
-      `Function "${functionName}" did not answer /healthz within ${failed.readyTimeoutMs} ms and was stopped${output}`,
+      `${Subject} did not answer /healthz within ${failed.readyTimeoutMs} ms and was stopped${output}`,
       extra,
     );
   }
   // The runtime contract's "the handler could not be imported".
-  if (exit.code === 3) {
+  if (exit.code === 3 || failed.why === "load-failed") {
     return new FuncdError(
       "HANDLER_LOAD_FAILED",
-      `Function "${functionName}" failed to start: its handler "${failed.handler}" could not be loaded${output}`,
+      `${Subject} failed to start: its handler "${failed.handler}" could not be loaded${output}`,
       extra,
     );
   }
   if (logs.some((line) => line.startsWith("bwrap:") || line.startsWith("funcd: cannot enter cgroup"))) {
     return new FuncdError(
       "SANDBOX_UNAVAILABLE",
-      `The sandbox for function "${functionName}" could not be set up${output}`,
+      `The sandbox for ${subject} could not be set up${output}`,
       extra,
     );
   }
   if (failed.oomKilled) {
     return new FuncdError(
       "FUNCTION_CRASHED",
-      `Function "${functionName}" was killed at its memory limit of ${failed.memoryMb} MiB while starting${output}`,
+      `${Subject} was killed at its memory limit of ${failed.memoryMb} MiB while starting${output}`,
       extra,
     );
   }
   const how = describeExit(exit.code, exit.signal, failed.sandboxed);
   return new FuncdError(
     "FUNCTION_CRASHED",
-    `Function "${functionName}" exited while starting (${how})${output}`,
+    `${Subject} exited while starting (${how})${output}`,
     extra,
   );
 }

@@ -3,7 +3,7 @@ import type { InstanceSpec } from "../driver.js";
 import { buildLaunch } from "./launch.js";
 import { InstanceCgroup } from "./memory.js";
 import { instancePaths } from "./rundir.js";
-import { DEFAULT_UID_BASE, uidFor } from "./sandbox.js";
+import { DEFAULT_UID_BASE, poolUidRange, uidFor } from "./sandbox.js";
 import type { RuntimeTemplate } from "./template.js";
 
 const spec: InstanceSpec = {
@@ -22,6 +22,8 @@ const template: RuntimeTemplate = {
   dir: "/opt/funcd/templates/nodejs20",
   program: { interpreter: { name: "node", path: "/usr/bin/node" } },
   args: [{ templateFile: "server.mjs" }],
+  generic: true,
+  bootEnv: ["NODE_OPTIONS"],
 };
 const paths = instancePaths("/data/run", "sum-1");
 
@@ -93,6 +95,42 @@ describe("buildLaunch", () => {
     expect(env.FUNCD_LISTEN).toBe(paths.socketPath);
     expect(env.FUNCD_FUNCTION_DIR).toBe("/data/artifacts/r1");
     expect(cwd).toBe("/data/artifacts/r1");
+  });
+});
+
+describe("buildLaunch for a generic (warm pool) instance", () => {
+  it("mounts the slot dir as the function dir and gives the runtime no function env", () => {
+    const generic = instancePaths("/data/run", "pool-nodejs20-1");
+    const { argv, env } = buildLaunch({
+      spec: { ...spec, instanceId: "pool-nodejs20-1", artifactDir: generic.slotDir },
+      template,
+      sandbox: { kind: "bwrap", bwrap: "/usr/bin/bwrap" },
+      paths: generic,
+      uid: undefined,
+      cgroup: undefined,
+      generic: true,
+    });
+    expect(argv[argv.indexOf(generic.slotDir) + 1]).toBe("/function");
+    expect(argv.slice(-2)).toEqual(["--max-old-space-size=96", "/runtime/server.mjs"]);
+    expect(env).toEqual({
+      PATH: "/usr/local/bin:/usr/bin:/bin",
+      HOME: "/tmp",
+      NODE_ENV: "production",
+      FUNCD_GENERIC: "1",
+      FUNCD_LISTEN: "/run/funcd/sock",
+      FUNCD_FUNCTION_DIR: "/function",
+      FUNCD_RUNTIME: "nodejs20",
+      FUNCD_MEMORY_LIMIT_MB: "128",
+    });
+  });
+});
+
+describe("poolUidRange", () => {
+  it("follows the per-function range, so no pool uid is ever a function's uid", () => {
+    const { first, size } = poolUidRange();
+    expect(first).toBe(DEFAULT_UID_BASE + 50_000);
+    expect(size).toBeGreaterThan(0);
+    for (const name of ["sum", "product", "a", "zzzzzzzz"]) expect(uidFor(name)).toBeLessThan(first);
   });
 });
 

@@ -30,9 +30,60 @@ export interface LaunchInput {
   /** The uid to drop to; undefined when the daemon is not root (the instance runs as the daemon's uid). */
   uid: number | undefined;
   cgroup: InstanceCgroup | undefined;
+  /**
+   * A generic (warm pool) instance: `spec` only names the runtime and memory limit, `spec.artifactDir`
+   * is the empty slot dir, and the runtime boots in its generic mode without a handler.
+   */
+  generic?: boolean;
 }
 
-export function buildLaunch({ spec, template, sandbox, paths, uid, cgroup }: LaunchInput): Launch {
+/** Where the runtime finds its socket and function dir: sandbox paths, or host paths without bwrap. */
+export interface InsidePaths {
+  listen: string;
+  functionDir: string;
+}
+
+/** The paths an instance sees, for `instanceEnv`. */
+export function insidePaths(sandboxed: boolean, socketPath: string, functionDir: string): InsidePaths {
+  return sandboxed
+    ? { listen: `${SANDBOX_PATHS.run}/sock`, functionDir: SANDBOX_PATHS.function }
+    : { listen: socketPath, functionDir };
+}
+
+/**
+ * The whole environment of an instance of `spec`: the base, the function's own env, the contract
+ * variables. Never the daemon's environment: it holds secrets, and e.g. NODE_EXTRA_CA_CERTS costs every
+ * start. A specialized pool instance gets exactly this too, so both ways of starting agree.
+ */
+export function instanceEnv(spec: InstanceSpec, inside: InsidePaths): Record<string, string> {
+  return {
+    ...BASE_ENV,
+    ...spec.env,
+    FUNCD_LISTEN: inside.listen,
+    FUNCD_FUNCTION_DIR: inside.functionDir,
+    FUNCD_HANDLER: spec.handler,
+    FUNCD_FUNCTION_NAME: spec.functionName,
+    FUNCD_REVISION: spec.revisionId,
+    FUNCD_RUNTIME: spec.runtime,
+    FUNCD_TIMEOUT_MS: String(spec.timeoutMs),
+    FUNCD_MEMORY_LIMIT_MB: String(spec.memoryMb),
+    ...(spec.handlerStyle ? { FUNCD_HANDLER_STYLE: spec.handlerStyle } : {}),
+  };
+}
+
+/** A generic instance's environment: no function yet, only where it listens, its runtime and limit. */
+function genericEnv(spec: InstanceSpec, inside: InsidePaths): Record<string, string> {
+  return {
+    ...BASE_ENV,
+    FUNCD_GENERIC: "1",
+    FUNCD_LISTEN: inside.listen,
+    FUNCD_FUNCTION_DIR: inside.functionDir,
+    FUNCD_RUNTIME: spec.runtime,
+    FUNCD_MEMORY_LIMIT_MB: String(spec.memoryMb),
+  };
+}
+
+export function buildLaunch({ spec, template, sandbox, paths, uid, cgroup, generic }: LaunchInput): Launch {
   const sandboxed = sandbox.kind === "bwrap";
   const limitBytes = spec.memoryMb * 1024 * 1024;
   const interpreter = "interpreter" in template.program ? template.program.interpreter : undefined;
@@ -56,23 +107,8 @@ export function buildLaunch({ spec, template, sandbox, paths, uid, cgroup }: Lau
     argv = [...dropPrivilegesArgs(sandbox.setpriv, uid), ...argv];
   if (cgroup !== undefined) argv = cgroup.wrap(argv);
 
-  const inside = sandboxed
-    ? { listen: `${SANDBOX_PATHS.run}/sock`, functionDir: SANDBOX_PATHS.function }
-    : { listen: paths.socketPath, functionDir: spec.artifactDir };
-  // Never the daemon's environment: it holds secrets, and e.g. NODE_EXTRA_CA_CERTS costs every start.
-  const env: Record<string, string> = {
-    ...BASE_ENV,
-    ...spec.env,
-    FUNCD_LISTEN: inside.listen,
-    FUNCD_FUNCTION_DIR: inside.functionDir,
-    FUNCD_HANDLER: spec.handler,
-    FUNCD_FUNCTION_NAME: spec.functionName,
-    FUNCD_REVISION: spec.revisionId,
-    FUNCD_RUNTIME: spec.runtime,
-    FUNCD_TIMEOUT_MS: String(spec.timeoutMs),
-    FUNCD_MEMORY_LIMIT_MB: String(spec.memoryMb),
-    ...(spec.handlerStyle ? { FUNCD_HANDLER_STYLE: spec.handlerStyle } : {}),
-  };
+  const inside = insidePaths(sandboxed, paths.socketPath, spec.artifactDir);
+  const env = generic === true ? genericEnv(spec, inside) : instanceEnv(spec, inside);
   // bwrap sets the working dir itself (--chdir); without it the function's folder is the working dir.
   return { argv, env, cwd: sandboxed ? "/" : spec.artifactDir };
 }

@@ -6,6 +6,8 @@
  *   pid         written after the spawn: `<pid> <start time>` of the instance's first process (0600)
  *   run/        the instance's socket dir, owned by its uid and mounted writable at /run/funcd
  *   run/sock    the runtime's unix socket
+ *   function-slot/  generic (warm pool) instances only: root 0755, empty until specialization fills it
+ *               with the function's files; mounted read-only at /function in place of an artifact dir
  *
  * The bookkeeping files sit beside `run/`, not inside it, so the function cannot rewrite the pid a
  * later reconcile will kill.
@@ -31,6 +33,8 @@ export interface InstanceMeta {
   runtime: string;
   createdAt: number;
   cgroup?: { version: 1 | 2; path: string };
+  /** Set while the instance is a generic pool instance: the runtime it booted. */
+  generic?: string;
 }
 
 /**
@@ -52,6 +56,7 @@ export function instancePaths(runDir: string, instanceId: string) {
     socketPath: join(socketDir, "sock"),
     meta: join(dir, "meta.json"),
     pid: join(dir, "pid"),
+    slotDir: join(dir, "function-slot"),
   };
 }
 
@@ -73,26 +78,36 @@ export interface InstanceAccess {
   uid: number;
   /** Folders the uid must be able to walk to (their ancestors become searchable). */
   reachable: string[];
-  /** The function's files, which the uid must be able to read. */
-  readable: string;
+  /** The function's files, which the uid must be able to read (none for a generic instance's empty slot). */
+  readable?: string;
 }
 
 /**
  * Creates `<runDir>/<id>/` (bookkeeping, daemon-only) and its `run/` owned by the instance uid (0700),
- * and makes the template, interpreter and function files reachable and readable by that uid.
+ * and makes the template, interpreter and function files reachable and readable by that uid. With
+ * `slot`, also the empty `function-slot/` of a generic instance (root, 0755: readable, not writable).
  */
 export async function prepareInstanceDir(
   paths: ReturnType<typeof instancePaths>,
   access: InstanceAccess | undefined,
+  slot = false,
 ): Promise<void> {
   // A dir of the same name is a leftover of a crashed daemon whose reconcile has not run yet.
   await rm(paths.dir, { recursive: true, force: true });
   await mkdir(paths.socketDir, { recursive: true, mode: 0o700 });
+  if (slot) {
+    await mkdir(paths.slotDir, { mode: 0o755 });
+    // Whatever the umask did: the instance must be able to list and read its future code.
+    await chmod(paths.slotDir, 0o755);
+  }
   if (access === undefined) return;
   await chmod(paths.dir, 0o711);
   await chown(paths.socketDir, access.uid, access.uid);
-  await access.grant.makeSearchable([...access.reachable, dirname(access.readable)]);
-  await access.grant.makeReadable(access.readable, access.uid);
+  const readable = access.readable;
+  await access.grant.makeSearchable(
+    readable === undefined ? access.reachable : [...access.reachable, dirname(readable)],
+  );
+  if (readable !== undefined) await access.grant.makeReadable(readable, access.uid);
 }
 
 export async function writeMeta(path: string, meta: InstanceMeta): Promise<void> {

@@ -33,6 +33,18 @@ export function uidFor(functionName: string, uidBase = DEFAULT_UID_BASE): number
   return uidBase + (hash % UID_RANGE);
 }
 
+/**
+ * How many uids the warm pool's slots may use. They follow the per-function range (uidBase + 50 000 …
+ * uidBase + 59 999): a pool instance runs as a uid no function started normally ever has, and each live
+ * pool instance has its own, so two functions specialized from the pool never share a uid.
+ */
+export const POOL_UID_RANGE = 10_000;
+
+/** The first pool slot uid and how many there are, for a given uid base. */
+export function poolUidRange(uidBase = DEFAULT_UID_BASE): { first: number; size: number } {
+  return { first: uidBase + UID_RANGE, size: POOL_UID_RANGE };
+}
+
 /** True when this process may switch to other uids (and so must, before running user code). */
 export function isRoot(): boolean {
   return process.getuid?.() === 0;

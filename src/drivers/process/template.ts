@@ -1,6 +1,6 @@
 /**
  * Reading a runtime template (`templates/<runtime>/template.yaml`) into the command the process driver
- * runs. Only `command` matters here; the rest of the file is the builder's.
+ * runs. `command`, and for the warm pool `generic` and `bootEnv`, matter here; the rest is the builder's.
  */
 import { readFile, realpath, stat } from "node:fs/promises";
 import { join } from "node:path";
@@ -20,6 +20,16 @@ export interface RuntimeTemplate {
   /** What to exec: a host interpreter (`node`), or a program shipped in the template (`./server`). */
   program: { interpreter: Interpreter } | { templateFile: string };
   args: CommandPart[];
+  /**
+   * The runtime server has a generic mode (`FUNCD_GENERIC=1`, see docs/runtime-contract.md), so the
+   * warm pool can pre-start it and specialize it later.
+   */
+  generic: boolean;
+  /**
+   * Variables the interpreter reads only while it boots (`NODE_OPTIONS`): a function whose env sets one
+   * is started normally, since a pre-started instance could not honour it.
+   */
+  bootEnv: string[];
 }
 
 const RUNTIME_NAME = /^[a-z0-9][a-z0-9._-]*$/;
@@ -42,15 +52,16 @@ export async function loadTemplate(templatesDir: string, runtime: string): Promi
   } catch {
     throw new FuncdError("UNKNOWN_RUNTIME", `Runtime "${runtime}" is not installed: ${file} does not exist`);
   }
-  let command: unknown;
+  let doc: { command?: unknown; generic?: unknown; bootEnv?: unknown } | null;
   try {
-    command = (parse(text) as { command?: unknown } | null)?.command;
+    doc = parse(text) as typeof doc;
   } catch (err) {
     throw new FuncdError(
       "UNKNOWN_RUNTIME",
       `Runtime "${runtime}" has an unreadable ${file}: ${messageOf(err)}`,
     );
   }
+  const command = doc?.command;
   if (
     !Array.isArray(command) ||
     command.length === 0 ||
@@ -74,7 +85,10 @@ export async function loadTemplate(templatesDir: string, runtime: string): Promi
     const inTemplate = !arg.startsWith("-") && !arg.startsWith("/") && (await isFile(join(dir, relative)));
     args.push(inTemplate ? { templateFile: relative } : { literal: arg });
   }
-  return { runtime, dir, program, args };
+  const bootEnv = Array.isArray(doc?.bootEnv)
+    ? doc.bootEnv.filter((v): v is string => typeof v === "string")
+    : [];
+  return { runtime, dir, program, args, generic: doc?.generic === true, bootEnv };
 }
 
 /**

@@ -426,9 +426,8 @@ export function sqliteQueueRepo(db: Database, options: SqliteQueueOptions = {}):
       finish(id, state, now, attempt, error);
     },
     deadLetters(functionName, limit, before) {
-      return deadLettersStmt
-        .all(functionName, before ?? Number.MAX_SAFE_INTEGER, limit)
-        .map((r): DeadLetter => ({
+      return deadLettersStmt.all(functionName, before ?? Number.MAX_SAFE_INTEGER, limit).map(
+        (r): DeadLetter => ({
           id: r.id,
           functionName: r.function_name,
           method: r.method,
@@ -440,7 +439,8 @@ export function sqliteQueueRepo(db: Database, options: SqliteQueueOptions = {}):
           statusCode: r.status_code,
           error: r.error,
           callbackUrl: r.callback_url,
-        }));
+        }),
+      );
     },
     redrive(functionName, ids, now) {
       return redrive(functionName, ids, now);
