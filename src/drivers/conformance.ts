@@ -138,7 +138,8 @@ const TITLES: Record<CaseName, string> = {
   poolEnvAndLimits: "specialization applies the function's env and memory limit",
   poolLoadFailure:
     "a handler that fails to load during specialization is reported as HANDLER_LOAD_FAILED and leaves nothing running",
-  poolIsolation: "specialized instances of two functions have different uids and cannot read each other's files",
+  poolIsolation:
+    "specialized instances of two functions have different uids and cannot read each other's files",
 };
 
 interface Reply {
@@ -267,7 +268,8 @@ export function runDriverConformance(options: DriverConformanceOptions): void {
       }
       const env = await setup();
       const { driver } = env;
-      if (driver.startGeneric === undefined || driver.specialize === undefined) throw new Error("unreachable");
+      if (driver.startGeneric === undefined || driver.specialize === undefined)
+        throw new Error("unreachable");
       await fn({
         ...env,
         startGeneric: driver.startGeneric.bind(driver),
@@ -531,7 +533,9 @@ export function runDriverConformance(options: DriverConformanceOptions): void {
       );
       expect(loaded).toMatchObject({ functionName: "pooled", instanceId: spec.instanceId });
       // Specialized once: the pool id is gone.
-      await expect(specialize(poolId, await specFor("again", { "handler.js": HANDLERS.hello }))).rejects.toThrow();
+      await expect(
+        specialize(poolId, await specFor("again", { "handler.js": HANDLERS.hello })),
+      ).rejects.toThrow();
 
       // A function with another memory limit is refused, and the generic instance stays usable.
       const otherId = nextPoolId();
@@ -606,7 +610,9 @@ export function runDriverConformance(options: DriverConformanceOptions): void {
       }
       // A failed start is news to nobody: no exit event, for the function or the pool.
       expect(events).toEqual([]);
-      await expect(specialize(poolId, await specFor("late", { "handler.js": HANDLERS.hello }))).rejects.toThrow();
+      await expect(
+        specialize(poolId, await specFor("late", { "handler.js": HANDLERS.hello })),
+      ).rejects.toThrow();
     });
 
     poolTest("poolIsolation", async ({ startGeneric, specialize, nextPoolId }) => {

@@ -50,6 +50,7 @@ export class Dispatcher {
   #total = 0;
   #pumpScheduled = false;
   #sweeper: { cancel(): void } | null = null;
+  #retryTimer: { cancel(): void } | null = null;
   #closed = false;
   /** After close's grace: results that still arrive are not written (the store may be closed). */
   #abandoned = false;
@@ -97,6 +98,7 @@ export class Dispatcher {
     if (this.#closed) return;
     this.#closed = true;
     this.#sweeper?.cancel();
+    this.#retryTimer?.cancel();
     for (const wakeup of this.#wakeups.values()) wakeup.timer.cancel();
     this.#wakeups.clear();
     if (this.#delivering.size > 0) {
@@ -140,6 +142,8 @@ export class Dispatcher {
         });
       } catch (err) {
         this.#o.logger.error({ err, function: name }, "could not claim async invocations");
+        // It stays ready; try again shortly rather than wait for the next enqueue or sweep.
+        this.#retryPumpSoon();
         continue;
       }
       this.#ready.delete(name);
@@ -152,6 +156,14 @@ export class Dispatcher {
       }
       for (const item of claimed.items) this.#run(item);
     }
+  }
+
+  #retryPumpSoon(): void {
+    if (this.#retryTimer || this.#closed) return;
+    this.#retryTimer = this.#o.clock.setTimeout(() => {
+      this.#retryTimer = null;
+      this.#schedulePump();
+    }, 1000);
   }
 
   /** Sets a timer for the function's next queued invocation (a retry waiting out its backoff). */

@@ -178,9 +178,9 @@ describe("PooledDriver", () => {
     expect(driver.specialized).toHaveLength(1);
     expect(driver.specialized[0]?.spec).toBe(spec);
     expect(driver.started).toEqual([]);
-    expect(systemLines.some((line) => /^instance ready in [\d.]+ ms \(from the warm pool\)$/.test(line))).toBe(
-      true,
-    );
+    expect(
+      systemLines.some((line) => /^instance ready in [\d.]+ ms \(from the warm pool\)$/.test(line)),
+    ).toBe(true);
     expect(pool.stats()).toEqual([{ runtime: "nodejs20", starting: 0, ready: 1 }]);
     // The refill waits a moment, so it does not compete with the cold start that took the instance.
     clock.advance(100);

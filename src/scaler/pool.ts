@@ -10,13 +10,7 @@
  * template has no generic mode is left out; generic instances that fail to start or die are replaced
  * after a backoff, so a broken sandbox does not become a busy loop.
  */
-import type {
-  Driver,
-  DriverEvent,
-  InstanceInfo,
-  InstanceSpec,
-  StartOptions,
-} from "../drivers/driver.js";
+import type { Driver, DriverEvent, InstanceInfo, InstanceSpec, StartOptions } from "../drivers/driver.js";
 import type { DaemonMetrics } from "../observability/metrics.js";
 import type { Clock } from "../shared/clock.js";
 import { isFuncdError, messageOf } from "../shared/errors.js";
@@ -199,8 +193,7 @@ export class PooledDriver implements Driver {
   /** Takes the oldest ready generic instance that fits `spec`, counting how the pool served it. */
   #take(spec: InstanceSpec): Slot | undefined {
     if (this.#disposed || !this.#pooled(spec.runtime)) return undefined;
-    const count = (outcome: string) =>
-      this.#o.metrics?.poolTakes.inc({ runtime: spec.runtime, outcome });
+    const count = (outcome: string) => this.#o.metrics?.poolTakes.inc({ runtime: spec.runtime, outcome });
     if (spec.memoryMb !== this.#o.memoryMb) {
       count("mismatch");
       return undefined;
@@ -245,36 +238,34 @@ export class PooledDriver implements Driver {
     const slot: Slot = { poolId, runtime, state: "starting", abort: new AbortController() };
     this.#slots.set(poolId, slot);
     this.#publish();
-    this.#inner
-      .startGeneric(runtime, { poolId, memoryMb: this.#o.memoryMb, signal: slot.abort.signal })
-      .then(
-        () => {
-          if (this.#slots.get(poolId) !== slot) {
-            // Dropped while it started (runtime no longer in use, or shutdown).
-            void this.#inner.stop(poolId, { graceMs: 0 }).catch(() => undefined);
-            return;
-          }
-          slot.state = "ready";
-          this.#failures.delete(runtime);
-          this.#backoffUntil.delete(runtime);
+    this.#inner.startGeneric(runtime, { poolId, memoryMb: this.#o.memoryMb, signal: slot.abort.signal }).then(
+      () => {
+        if (this.#slots.get(poolId) !== slot) {
+          // Dropped while it started (runtime no longer in use, or shutdown).
+          void this.#inner.stop(poolId, { graceMs: 0 }).catch(() => undefined);
+          return;
+        }
+        slot.state = "ready";
+        this.#failures.delete(runtime);
+        this.#backoffUntil.delete(runtime);
+        this.#publish();
+      },
+      (err: unknown) => {
+        if (this.#slots.get(poolId) === slot) this.#slots.delete(poolId);
+        this.#publish();
+        if (slot.abort.signal.aborted || this.#disposed) return;
+        if (isFuncdError(err, "UNKNOWN_RUNTIME")) {
+          this.#unsupported.add(runtime);
+          this.#o.logger.info(
+            { runtime, reason: messageOf(err) },
+            "no warm pool for this runtime: its instances start normally",
+          );
           this.#publish();
-        },
-        (err: unknown) => {
-          if (this.#slots.get(poolId) === slot) this.#slots.delete(poolId);
-          this.#publish();
-          if (slot.abort.signal.aborted || this.#disposed) return;
-          if (isFuncdError(err, "UNKNOWN_RUNTIME")) {
-            this.#unsupported.add(runtime);
-            this.#o.logger.info(
-              { runtime, reason: messageOf(err) },
-              "no warm pool for this runtime: its instances start normally",
-            );
-            this.#publish();
-            return;
-          }
-          this.#failed(runtime, messageOf(err));
-        },
-      );
+          return;
+        }
+        this.#failed(runtime, messageOf(err));
+      },
+    );
   }
 
   #onGenericExit(poolId: string, reason: string): void {

@@ -73,10 +73,15 @@ let draining = false;
 tagOutput(process.stdout);
 tagOutput(process.stderr);
 
-/** The handler and `this` for calling it; set once, at boot or at specialization. */
-/** @type {Function} */
+/**
+ * The handler; set once, at boot or at specialization.
+ * @type {Function}
+ */
 let main = noop;
-/** @type {unknown} */
+/**
+ * `this` for calling the handler (module.exports for a CommonJS method).
+ * @type {unknown}
+ */
 let owner;
 /**
  * How an invocation reaches the handler and how its result becomes a response, chosen once (at boot, or
@@ -177,7 +182,12 @@ function onGenericRequest(req, res) {
   const detail = specializing
     ? "This instance is being specialized"
     : "This is a generic instance: no function is loaded yet";
-  send(res, 503, PROBLEM, problem(503, "function-unavailable", "FUNCTION_UNAVAILABLE", "Not specialized", detail));
+  send(
+    res,
+    503,
+    PROBLEM,
+    problem(503, "function-unavailable", "FUNCTION_UNAVAILABLE", "Not specialized", detail),
+  );
 }
 
 /**
@@ -229,7 +239,8 @@ async function specialize(req, res) {
     const exitCode = err instanceof ConfigError ? 1 : 3;
     const cause = err instanceof LoadError ? err.cause : undefined;
     const message = err instanceof LoadError || err instanceof ConfigError ? err.message : String(err);
-    const stack = cause === undefined ? "" : cause instanceof Error && cause.stack ? cause.stack : String(cause);
+    const stack =
+      cause === undefined ? "" : cause instanceof Error && cause.stack ? cause.stack : String(cause);
     // The same output a failed boot writes, so the driver's logs of the failure read the same.
     process.stderr.write(`funcd: ${message}\n${stack === "" ? "" : `${stack}\n`}`);
     const logs = [`funcd: ${message}`, ...(stack === "" ? [] : stack.split("\n"))];
@@ -273,6 +284,8 @@ async function rehearse() {
     delete env.FUNCD_REHEARSAL;
     // Loaded now too, so a Lambda-style function's specialization does not pay for it.
     await import("./lambda.mjs");
+    // A `.js` file: whether a handler.js is CommonJS or ESM is looked up the first time one is imported.
+    await import("./warmup-scope.js");
     FUNCTION_DIR = dirname(fileURLToPath(import.meta.url));
     HANDLER = "warmup.main";
     await useHandler(await loadHandler());
@@ -324,7 +337,10 @@ async function rehearse() {
 async function useHandler(loaded) {
   main = loaded.fn;
   owner = loaded.owner;
-  if (HANDLER_STYLE === "lambda" || (HANDLER_STYLE === "auto" && loaded.exportName === "handler" && !loaded.alsoMain)) {
+  if (
+    HANDLER_STYLE === "lambda" ||
+    (HANDLER_STYLE === "auto" && loaded.exportName === "handler" && !loaded.alsoMain)
+  ) {
     style = await lambdaStyle();
   }
 }
@@ -762,7 +778,9 @@ function tagOutput(stream) {
 async function loadHandler() {
   const dot = HANDLER.lastIndexOf(".");
   if (dot <= 0 || dot === HANDLER.length - 1) {
-    throw new LoadError(`FUNCD_HANDLER "${HANDLER}" is not of the form file.export (for example handler.main)`);
+    throw new LoadError(
+      `FUNCD_HANDLER "${HANDLER}" is not of the form file.export (for example handler.main)`,
+    );
   }
   const file = HANDLER.slice(0, dot);
   const name = HANDLER.slice(dot + 1);
@@ -908,6 +926,7 @@ function positiveInt(name, fallback) {
   const raw = env[name];
   if (raw === undefined || raw === "") return fallback;
   const value = Number(raw);
-  if (!Number.isInteger(value) || value <= 0) throw new ConfigError(`${name} "${raw}" is not a positive integer`);
+  if (!Number.isInteger(value) || value <= 0)
+    throw new ConfigError(`${name} "${raw}" is not a positive integer`);
   return value;
 }

@@ -289,7 +289,7 @@ describe("async invocations", () => {
     await deploy(
       daemon,
       "slowfail",
-      "module.exports = { main: () => new Promise((_, reject) => setTimeout(() => reject(new Error('slow')), 300)) };",
+      "module.exports = { main: () => new Promise((_, reject) => setTimeout(() => reject(new Error('slow')), 500)) };",
     );
     const id = accepted(
       await daemon.call("POST", "/async-function/slowfail", "", { "x-funcd-retries": "10" }),
@@ -388,7 +388,7 @@ describe("async invocations across kill -9", () => {
     dataDir = daemon.dataDir;
     await Promise.all([
       deploy(daemon, "slow", REPORTER, { env: { PROBE: probe.url, DELAY_MS: "1500" } }),
-      deploy(daemon, "count", REPORTER, { env: { PROBE: probe.url, DELAY_MS: "20" } }),
+      deploy(daemon, "count", REPORTER, { env: { PROBE: probe.url, DELAY_MS: "40" } }),
     ]);
   });
 
@@ -423,10 +423,14 @@ describe("async invocations across kill -9", () => {
       for (const reply of replies) ids.push(accepted(reply));
     }
     expect(new Set(ids).size).toBe(1000);
-    await until("some invocations to run", () => (probe.seen.length >= 150 ? true : undefined));
+    await until("some invocations to run", () => (probe.seen.length >= 100 ? true : undefined));
+    const before = (await daemon.api("GET", "/api/v1/functions/count/queue")).json<{
+      queued: number;
+      running: number;
+    }>();
     await daemon.stop("SIGKILL");
-    // Mid-way: some ran, most did not.
-    expect(probe.seen.length).toBeLessThan(900);
+    // Mid-way: some ran, many were still queued or running.
+    expect(before.queued + before.running).toBeGreaterThan(50);
     daemon = await startDaemon({ dataDir, env });
 
     const states = await until(

@@ -3,6 +3,8 @@
  * promises beyond the conformance cases: pool uids, reconcile, boot-only variables, templates without a
  * generic mode), and a real daemon serving cold starts from the pool — with the pool off as well.
  */
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -47,7 +49,11 @@ function newDriver(runDir = "run", dir = templatesDir): ProcessDriver {
   return driver;
 }
 
-async function specOf(functionName: string, files: Record<string, string>, extra: Partial<InstanceSpec> = {}) {
+async function specOf(
+  functionName: string,
+  files: Record<string, string>,
+  extra: Partial<InstanceSpec> = {},
+) {
   counter++;
   return {
     instanceId: `${functionName}-${counter}`,
@@ -64,6 +70,120 @@ async function specOf(functionName: string, files: Record<string, string>, extra
 }
 
 const WHOAMI = "exports.main = async () => ({ uid: process.getuid(), env: process.env });\n";
+
+describe("the Node runtime in generic mode", () => {
+  const server = join(templatesDir, "nodejs20", "server.mjs");
+
+  /** A generic runtime on a fresh socket, and a way to talk to it. */
+  async function generic(functionDir: string) {
+    const dir = await mkdtemp(join(dataDir, "generic-"));
+    const socketPath = join(dir, "sock");
+    const child: ChildProcess = spawn(process.execPath, [server], {
+      env: {
+        PATH: "/usr/bin:/bin",
+        FUNCD_GENERIC: "1",
+        FUNCD_LISTEN: socketPath,
+        FUNCD_FUNCTION_DIR: functionDir,
+        FUNCD_RUNTIME: "nodejs20",
+        FUNCD_MEMORY_LIMIT_MB: "128",
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stderr = "";
+    child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
+      stderr += chunk;
+    });
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    onTestFinished(() => {
+      child.kill("SIGKILL");
+    });
+    const deadline = Date.now() + 10_000;
+    while (!existsSync(socketPath)) {
+      if (Date.now() > deadline) throw new Error(`the generic runtime did not listen:\n${stderr}`);
+      await sleep(10);
+    }
+    const address = { socketPath };
+    const specialize = (body: unknown) =>
+      invokeInstance(address, {
+        method: "POST",
+        path: "/_funcd/specialize",
+        headers: { "content-type": "application/json", "x-funcd-invoke": "0" },
+        body: JSON.stringify(body),
+      });
+    return { address, specialize, exited, stderr: () => stderr };
+  }
+
+  const body = (handler: string, extra: Record<string, unknown> = {}) => ({
+    handler,
+    env: { PATH: "/usr/bin:/bin", GREETING: "hi", FUNCD_LISTEN: "ignored", FUNCD_RUNTIME: "ignored" },
+    functionName: "gen",
+    revision: "r9",
+    timeoutMs: 3000,
+    memoryMb: 128,
+    ...extra,
+  });
+
+  it("says generic, serves nothing, then becomes the function once and only once", async () => {
+    const fn = await artifact({
+      "handler.js":
+        "exports.main = async (e, c) => ({ env: process.env, name: c['function-name'], timeout: c.timeout });\n",
+    });
+    const rt = await generic(fn);
+    const health = await invokeInstance(rt.address, { headers: { "x-funcd-invoke": "0" }, path: "/healthz" });
+    expect(health.text).toBe('{"status":"generic"}');
+    expect((await invokeInstance(rt.address)).status).toBe(503);
+    // A bad body changes nothing: still generic, still specializable.
+    expect((await rt.specialize({ nope: true })).status).toBe(400);
+    expect((await rt.specialize(body("handler.main", { memoryMb: 256 }))).status).toBe(400);
+
+    const ready = await rt.specialize(body("handler.main"));
+    expect(ready.status).toBe(200);
+    expect(ready.text).toBe('{"status":"ready"}');
+    const reply = await invokeInstance(rt.address);
+    const result = JSON.parse(reply.text) as { env: Record<string, string>; name: string; timeout: number };
+    expect(result.name).toBe("gen");
+    expect(result.timeout).toBe(3);
+    expect(result.env).toMatchObject({
+      GREETING: "hi",
+      FUNCD_HANDLER: "handler.main",
+      FUNCD_FUNCTION_NAME: "gen",
+      FUNCD_REVISION: "r9",
+      FUNCD_TIMEOUT_MS: "3000",
+      FUNCD_MEMORY_LIMIT_MB: "128",
+      FUNCD_RUNTIME: "nodejs20",
+      FUNCD_FUNCTION_DIR: fn,
+    });
+    expect(result.env.FUNCD_LISTEN).toBe(rt.address.socketPath);
+    expect(result.env).not.toHaveProperty("FUNCD_GENERIC");
+    const health2 = await invokeInstance(rt.address, {
+      headers: { "x-funcd-invoke": "0" },
+      path: "/healthz",
+    });
+    expect(health2.text).toBe('{"status":"ready"}');
+    // Once specialized, the path is the function's like any other.
+    const again = await rt.specialize(body("handler.main"));
+    expect(again.status).toBe(200);
+    expect(JSON.parse(again.text)).toHaveProperty("name", "gen");
+    // The boot-time rehearsal left nothing behind: only the invocations above are counted.
+    const metrics = await invokeInstance(rt.address, {
+      headers: { "x-funcd-invoke": "0" },
+      path: "/metrics",
+    });
+    expect(metrics.text).toContain('function_calls_total{function="gen"} 2');
+  });
+
+  it("a handler that does not load answers 422 with the output, and the process exits with code 3", async () => {
+    const fn = await artifact({ "handler.js": "exports.main = async () => { return (1 +; };\n" });
+    const rt = await generic(fn);
+    const failed = await rt.specialize(body("handler.main"));
+    expect(failed.status).toBe(422);
+    const problem = JSON.parse(failed.text) as { error: string; logs: string[] };
+    expect(problem.error).toContain("handler.js");
+    expect(problem.logs.join("\n")).toContain("SyntaxError");
+    expect(await rt.exited).toBe(3);
+    expect(rt.stderr()).toContain("SyntaxError");
+  });
+});
 
 describe(`process driver warm pool (${sandbox})`, () => {
   it.runIf(isRoot())("a pool instance runs as a pool uid, outside every function's uid range", async () => {
@@ -95,7 +215,11 @@ describe(`process driver warm pool (${sandbox})`, () => {
     const driver = newDriver();
     const poolId = `pool-boot-${++counter}`;
     await driver.startGeneric("nodejs20", { poolId, memoryMb: 128 });
-    const spec = await specOf("inspector", { "handler.js": WHOAMI }, { env: { NODE_OPTIONS: "--no-warnings" } });
+    const spec = await specOf(
+      "inspector",
+      { "handler.js": WHOAMI },
+      { env: { NODE_OPTIONS: "--no-warnings" } },
+    );
     await expect(driver.specialize(poolId, spec)).rejects.toMatchObject({
       code: "FUNCTION_UNAVAILABLE",
       extra: { refused: true },
@@ -123,7 +247,11 @@ interface FunctionView {
 }
 
 /** Polls until `check` returns a value other than undefined. */
-async function eventually<T>(check: () => Promise<T | undefined>, what: string, timeoutMs = 15_000): Promise<T> {
+async function eventually<T>(
+  check: () => Promise<T | undefined>,
+  what: string,
+  timeoutMs = 15_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();
@@ -135,7 +263,9 @@ async function eventually<T>(check: () => Promise<T | undefined>, what: string, 
 
 async function poolReady(daemon: Daemon, runtime = "nodejs20"): Promise<number> {
   const metrics = (await daemon.call("GET", "/metrics")).text;
-  const match = new RegExp(`^funcd_pool_instances\\{runtime="${runtime}",state="ready"\\} (\\d+)$`, "m").exec(metrics);
+  const match = new RegExp(`^funcd_pool_instances\\{runtime="${runtime}",state="ready"\\} (\\d+)$`, "m").exec(
+    metrics,
+  );
   return Number(match?.[1] ?? 0);
 }
 
@@ -174,7 +304,10 @@ describe("a daemon with the warm pool", () => {
       scale: { idleTimeout: "200ms" },
     });
     expect(deployed.status).toBe(201);
-    await eventually(async () => ((await poolReady(daemon)) === 2 ? true : undefined), "two ready pool instances");
+    await eventually(
+      async () => ((await poolReady(daemon)) === 2 ? true : undefined),
+      "two ready pool instances",
+    );
     await waitForZero(daemon, "pooled");
 
     const cold = await daemon.call("GET", "/function/pooled");

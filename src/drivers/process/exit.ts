@@ -77,9 +77,5 @@ export function startFailure(failed: FailedStart): FuncdError {
     );
   }
   const how = describeExit(exit.code, exit.signal, failed.sandboxed);
-  return new FuncdError(
-    "FUNCTION_CRASHED",
-    `${Subject} exited while starting (${how})${output}`,
-    extra,
-  );
+  return new FuncdError("FUNCTION_CRASHED", `${Subject} exited while starting (${how})${output}`, extra);
 }

@@ -220,7 +220,10 @@ export class ProcessDriver implements Driver {
     const inst = this.instances.get(poolId);
     const generic = inst?.generic;
     if (inst === undefined || generic === undefined || inst.stopRequested || inst.info.state !== "ready") {
-      throw new FuncdError("FUNCTION_UNAVAILABLE", `Pool instance "${poolId}" is not a ready generic instance`);
+      throw new FuncdError(
+        "FUNCTION_UNAVAILABLE",
+        `Pool instance "${poolId}" is not a ready generic instance`,
+      );
     }
     const bootOnly = Object.keys(spec.env).filter((name) => generic.bootEnv.includes(name));
     const refusal =
@@ -283,7 +286,11 @@ export class ProcessDriver implements Driver {
     }
   }
 
-  private async specializeInto(inst: Instance, readyTimeoutMs: number, signal: AbortSignal): Promise<InstanceInfo> {
+  private async specializeInto(
+    inst: Instance,
+    readyTimeoutMs: number,
+    signal: AbortSignal,
+  ): Promise<InstanceInfo> {
     const began = performance.now();
     const spec = inst.spec;
     const wait = new AbortController();

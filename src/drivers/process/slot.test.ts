@@ -28,7 +28,10 @@ describe("fillSlot", () => {
   it("hard-links world-readable files, keeps the tree and its relative links", async () => {
     const { artifact, slot } = await tree();
     await fillSlot(artifact, slot, undefined);
-    const [a, b] = await Promise.all([lstat(join(artifact, "lib", "util.js")), lstat(join(slot, "lib", "util.js"))]);
+    const [a, b] = await Promise.all([
+      lstat(join(artifact, "lib", "util.js")),
+      lstat(join(slot, "lib", "util.js")),
+    ]);
     expect(b.ino).toBe(a.ino);
     expect(await readFile(join(slot, "handler.js"), "utf8")).toBe("exports.main = () => 1;\n");
     expect(await readlink(join(slot, "alias.js"))).toBe("lib/util.js");
@@ -47,7 +50,9 @@ describe("fillSlot", () => {
       expect(copy.mode & 0o777).toBe(0o640);
       expect(original.gid).toBe(0);
       expect(original.mode & 0o777).toBe(0o600);
-      expect((await lstat(join(slot, "handler.js"))).ino).toBe((await lstat(join(artifact, "handler.js"))).ino);
+      expect((await lstat(join(slot, "handler.js"))).ino).toBe(
+        (await lstat(join(artifact, "handler.js"))).ino,
+      );
     },
   );
 
@@ -60,7 +65,9 @@ describe("fillSlot", () => {
     );
     await fillSlot(artifact, slot, undefined);
     for (const i of [0, 299, 599]) {
-      expect(await readFile(join(slot, "node_modules", "big", `f${i}.js`), "utf8")).toBe(`module.exports = ${i};\n`);
+      expect(await readFile(join(slot, "node_modules", "big", `f${i}.js`), "utf8")).toBe(
+        `module.exports = ${i};\n`,
+      );
     }
   });
 });

@@ -15,17 +15,7 @@
  * than the call itself. So the first entries are done synchronously — microseconds each, a bounded
  * block of the event loop — and only a big tree (a node_modules) continues asynchronously.
  */
-import {
-  chmod,
-  chown,
-  copyFile,
-  link,
-  lstat,
-  mkdir,
-  readdir,
-  readlink,
-  symlink,
-} from "node:fs/promises";
+
 import {
   chmodSync,
   chownSync,
@@ -38,6 +28,7 @@ import {
   readlinkSync,
   symlinkSync,
 } from "node:fs";
+import { chmod, chown, copyFile, link, lstat, mkdir, readdir, readlink, symlink } from "node:fs/promises";
 import { join } from "node:path";
 import { Client } from "undici";
 
@@ -116,7 +107,12 @@ function fillSync(
 }
 
 /** The same for one entry, asynchronously: what is left of a big tree. */
-async function placeAsync(source: string, target: string, entry: Dirent, gid: number | undefined): Promise<void> {
+async function placeAsync(
+  source: string,
+  target: string,
+  entry: Dirent,
+  gid: number | undefined,
+): Promise<void> {
   if (entry.isSymbolicLink()) {
     await symlink(await readlink(source), target);
     return;
@@ -183,6 +179,7 @@ export async function requestSpecialization(
     });
     return { status: res.statusCode, text: await res.body.text() };
   } finally {
-    await client.destroy().catch(() => undefined);
+    // Not awaited: the answer is in, and the cold start should not wait for the socket to close.
+    client.destroy().catch(() => undefined);
   }
 }
