@@ -75,7 +75,10 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     openSqliteStore(path.join(config.dataDir, "funcd.db"), { logsPerFunction: config.logsPerFunction });
   const metrics = new DaemonMetrics();
   const logs = new LogHub(store.logs, clock, { logger });
-  const recorder = new ExecutionRecorder(store.executions, clock, { logger });
+  const recorder = new ExecutionRecorder(store.executions, clock, {
+    logger,
+    enabled: config.recordExecutions,
+  });
   // Retention: executions are pruned by age and count per function so the store does not grow without bound.
   const pruneExecutions = () => {
     try {

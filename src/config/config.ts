@@ -55,6 +55,11 @@ export const ConfigSchema = z.object({
     .default(Math.floor((os.totalmem() / 1024 / 1024) * 0.75)),
   /** How often idle instances are health-checked (0: never). */
   healthCheckIntervalMs: z.coerce.number().int().min(0).default(10_000),
+  /** Keep a record of every sync invocation (turn off only to measure what recording costs). */
+  recordExecutions: z
+    .union([z.boolean(), z.enum(["true", "false", "1", "0"])])
+    .default(true)
+    .transform((v) => v === true || v === "true" || v === "1"),
   /** Execution records older than this are pruned (ms; default 7 days). */
   executionRetentionMs: z.coerce
     .number()

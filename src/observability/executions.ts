@@ -13,20 +13,23 @@ export class ExecutionRecorder {
   readonly #maxPending: number;
 
   readonly #logger: Logger | undefined;
+  readonly #enabled: boolean;
 
   constructor(
     repo: ExecutionRepo,
     clock: Clock,
-    options: { logger?: Logger; flushEveryMs?: number; maxPending?: number } = {},
+    options: { logger?: Logger; flushEveryMs?: number; maxPending?: number; enabled?: boolean } = {},
   ) {
     const { flushEveryMs = 250, maxPending = 10_000 } = options;
     this.#repo = repo;
     this.#logger = options.logger;
+    this.#enabled = options.enabled ?? true;
     this.#maxPending = maxPending;
     this.#timer = clock.setInterval(() => this.flush(), flushEveryMs);
   }
 
   record(execution: ExecutionRecord): void {
+    if (!this.#enabled) return;
     // Under a flood the store, not the gateway, gives way: drop the oldest unsaved records.
     if (this.#pending.length >= this.#maxPending) this.#pending.shift();
     this.#pending.push(execution);

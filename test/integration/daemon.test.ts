@@ -629,3 +629,32 @@ describe("scaling with real instances", () => {
     expect(view.instances.length).toBeLessThanOrEqual(8);
   });
 });
+
+describe("throttling", () => {
+  it("a full queue answers 429 with Retry-After and the execution is recorded as throttled", async () => {
+    const own = await startDaemon({ env: { FUNCD_MAX_QUEUED_PER_FUNCTION: "1" } });
+    try {
+      await own.api("PUT", "/api/v1/functions/narrow", {
+        runtime: "nodejs20",
+        concurrency: 1,
+        scale: { max: 1 },
+        files: nodeFunction(
+          "module.exports = { main: () => new Promise((r) => setTimeout(() => r('done'), 300)) };",
+        ),
+      });
+      const answers = await Promise.all(Array.from({ length: 4 }, () => own.call("GET", "/function/narrow")));
+      const refused = answers.filter((a) => a.status === 429);
+      expect(refused.length).toBeGreaterThan(0);
+      expect(answers.filter((a) => a.status === 200).length).toBeGreaterThan(0);
+      const first = refused[0];
+      expect(Number(first?.headers["retry-after"])).toBeGreaterThan(0);
+      expect(first?.json()).toMatchObject({ code: "QUEUE_FULL" });
+      await sleep(400);
+      const record = await own.api("GET", `/api/v1/executions/${first?.headers["x-funcd-execution-id"]}`);
+      expect(record.json()).toMatchObject({ outcome: "throttled", statusCode: 429 });
+    } finally {
+      await own.stop();
+      removeDir(own.dataDir);
+    }
+  });
+});
