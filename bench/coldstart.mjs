@@ -4,7 +4,6 @@
  * first answers — what any process-per-function platform pays at least.
  */
 import { startDaemon } from "./lib/daemon.mjs";
-import { cleanupStack } from "./lib/procs.mjs";
 import { bareStartTimes, RUNTIMES, runtimeAvailable } from "./lib/runtimes.mjs";
 import { ms, plusMs, ratio, summarize } from "./lib/stats.mjs";
 
@@ -14,81 +13,104 @@ export const title = "Cold start — request at zero instances → first byte";
 /** Short enough that the fleet's reaper (every second) stops the instance right after each request. */
 const IDLE_TIMEOUT = "200ms";
 
+/** The daemon's configurations compared: the warm pool as shipped, and switched off. */
+const VARIANTS = [
+  { key: "pool", label: "warm pool on (default)", short: "warm pool on", env: {} },
+  {
+    key: "noPool",
+    label: "warm pool off (FUNCD_POOL_SIZE=0)",
+    short: "warm pool off",
+    env: { FUNCD_POOL_SIZE: "0" },
+  },
+];
+
+/** `runs` cold starts of a hello function of runtime `key`; undefined (with a note) when it cannot deploy. */
+async function coldStarts(daemon, key, runs, log, variant, notes) {
+  const rt = RUNTIMES[key];
+  const fnName = `cold-${key}`;
+  try {
+    await daemon.deploy(fnName, {
+      runtime: rt.runtime,
+      files: rt.files(),
+      scale: { idleTimeout: IDLE_TIMEOUT },
+    });
+  } catch (err) {
+    notes.push(`${rt.label}, ${variant.label}: deploy failed — ${err.message}`);
+    return undefined;
+  }
+  log(`${key}, ${variant.label}: ${runs} cold starts through funcd`);
+  const cold = [];
+  for (let i = 0; i < runs; i++) {
+    await daemon.waitForZero(fnName);
+    const res = await daemon.invoke(`/function/${fnName}`);
+    if (res.status !== 200) throw new Error(`/function/${fnName} answered ${res.status}: ${res.text}`);
+    cold.push(res.firstByteMs);
+  }
+  return cold;
+}
+
 export async function run({ quick, log }) {
   const runs = quick ? 5 : 30;
   const raw = { runs };
   const rows = [];
   const notes = [];
   const summary = [];
-  const cleanup = cleanupStack();
-  try {
-    const runtimes = ["node", "python"].filter((key) => {
-      const available = runtimeAvailable(key);
-      if (!available.ok) notes.push(`${RUNTIMES[key].label} skipped: ${available.why}.`);
-      return available.ok;
-    });
+  const runtimes = ["node", "python"].filter((key) => {
+    const available = runtimeAvailable(key);
+    if (!available.ok) notes.push(`${RUNTIMES[key].label} skipped: ${available.why}.`);
+    return available.ok;
+  });
 
-    const baselines = {};
-    for (const key of runtimes) {
-      log(`${key}: bare runtime, ${runs} starts`);
-      baselines[key] = await bareStartTimes(key, runs);
-    }
+  const baselines = {};
+  for (const key of runtimes) {
+    log(`${key}: bare runtime, ${runs} starts`);
+    baselines[key] = await bareStartTimes(key, runs);
+  }
 
-    const daemon = await startDaemon();
-    cleanup.defer(daemon.stop);
-    for (const key of runtimes) {
-      const rt = RUNTIMES[key];
-      const fnName = `cold-${key}`;
-      const bare = summarize(baselines[key]);
-      rows.push([
-        rt.label,
-        "bare runtime: spawn → first answer (baseline)",
-        ms(bare.median),
-        ms(bare.p99),
-        ms(bare.min),
-        "1.00×",
-        "–",
-      ]);
-      raw[key] = { bare: baselines[key] };
-      try {
-        await daemon.deploy(fnName, {
-          runtime: rt.runtime,
-          files: rt.files(),
-          scale: { idleTimeout: IDLE_TIMEOUT },
+  for (const key of runtimes) {
+    const bare = summarize(baselines[key]);
+    raw[key] = { bare: baselines[key] };
+    rows.push([
+      RUNTIMES[key].label,
+      "bare runtime: spawn → first answer (baseline)",
+      ms(bare.median),
+      ms(bare.p99),
+      ms(bare.min),
+      "1.00×",
+      "–",
+    ]);
+  }
+  for (const variant of VARIANTS) {
+    const daemon = await startDaemon({ env: variant.env });
+    try {
+      for (const key of runtimes) {
+        const cold = await coldStarts(daemon, key, runs, log, variant, notes);
+        const bare = summarize(baselines[key]);
+        const label = RUNTIMES[key].label;
+        if (!cold) {
+          rows.push([label, `funcd, ${variant.label}`, "failed", "–", "–", "–", "–"]);
+          continue;
+        }
+        raw[key][variant.key] = cold;
+        const c = summarize(cold);
+        rows.push([
+          label,
+          `funcd, ${variant.label}`,
+          ms(c.median),
+          ms(c.p99),
+          ms(c.min),
+          ratio(c.median, bare.median),
+          plusMs(c.median - bare.median),
+        ]);
+        summary.push({
+          target: `${label} cold start, ${variant.short}, median (vs bare runtime)`,
+          measured: `${ms(c.median)} vs ${ms(bare.median)} (${ratio(c.median, bare.median)})`,
+          met: undefined,
         });
-      } catch (err) {
-        // The Python runtime is being added while this is written: report what the daemon said.
-        notes.push(`${rt.label} through funcd: deploy failed — ${err.message}`);
-        rows.push([rt.label, "funcd: request at zero → first byte", "failed", "–", "–", "–", "–"]);
-        continue;
       }
-      log(`${key}: ${runs} cold starts through funcd`);
-      const cold = [];
-      for (let i = 0; i < runs; i++) {
-        await daemon.waitForZero(fnName);
-        const res = await daemon.invoke(`/function/${fnName}`);
-        if (res.status !== 200) throw new Error(`/function/${fnName} answered ${res.status}: ${res.text}`);
-        cold.push(res.firstByteMs);
-      }
-      raw[key].funcd = cold;
-      const c = summarize(cold);
-      rows.push([
-        rt.label,
-        "funcd: request at zero → first byte",
-        ms(c.median),
-        ms(c.p99),
-        ms(c.min),
-        ratio(c.median, bare.median),
-        plusMs(c.median - bare.median),
-      ]);
-      summary.push({
-        target: `${rt.label} cold start, median (vs bare runtime)`,
-        measured: `${ms(c.median)} vs ${ms(bare.median)} (${ratio(c.median, bare.median)})`,
-        met: undefined,
-      });
+    } finally {
+      await daemon.stop();
     }
-  } finally {
-    await cleanup.run();
   }
   notes.push(
     `${runs} runs each; p99 of ${runs} samples is the slowest one. Before each request the function's ` +
@@ -96,7 +118,9 @@ export async function run({ quick, log }) {
       "lists none.",
     "funcd's cold start includes what a process driver instance needs: the sandbox (bwrap namespaces, " +
       "per-function uid, memory cgroup when writable), the runtime start, the `/healthz` readiness poll " +
-      "and the proxy hop. Only the process driver exists so far; no pre-warmed pool yet.",
+      "and the proxy hop. With the warm pool, an instance booted ahead of need (generic, sandboxed) is " +
+      "specialized into the function instead: its files are linked into the slot and the handler loaded. " +
+      "Only the process driver exists so far.",
   );
   return {
     summary,

@@ -5,7 +5,7 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { inBatches, startDaemon } from "./lib/daemon.mjs";
-import { instanceMemory } from "./lib/instances.mjs";
+import { instanceMemory, unclaimedChildren } from "./lib/instances.mjs";
 import { cleanupStack, memoryOf, processTable } from "./lib/procs.mjs";
 import { functionDir, RUNTIMES, startBareRuntime } from "./lib/runtimes.mjs";
 import { mib, ratio, seconds, summarize } from "./lib/stats.mjs";
@@ -75,8 +75,13 @@ export async function run({ quick, log }) {
 
     const table = processTable();
     const instances = items.flatMap((f) => f.instances);
-    raw.instances = instances.map((instance) => instanceMemory(instance, table));
+    raw.instances = instances.map((instance) => instanceMemory(instance, table, daemon.pid));
     raw.daemon = daemon.memory();
+    raw.others = unclaimedChildren(
+      daemon.pid,
+      raw.instances.flatMap((i) => i.pids),
+      table,
+    );
   } finally {
     await cleanup.run();
   }
@@ -84,12 +89,20 @@ export async function run({ quick, log }) {
 }
 
 function report(raw) {
-  const tree = summarize(raw.instances.map((i) => i.rss));
-  const runtimeOnly = summarize(raw.instances.map((i) => i.runtimeRss));
-  const wrappers = summarize(raw.instances.map((i) => i.wrapperRss));
-  const pss = summarize(raw.instances.map((i) => i.pss));
-  const sum = (key) => raw.instances.reduce((n, i) => n + i[key], 0);
-  const how = [...new Set(raw.instances.map((i) => i.how))].join(", ");
+  // An instance whose processes were not found (it stopped meanwhile) would count as 0 bytes: left out.
+  const found = raw.instances.filter((i) => i.pids.length > 0);
+  const missing = raw.instances.length - found.length;
+  const tree = summarize(found.map((i) => i.rss));
+  const runtimeOnly = summarize(found.map((i) => i.runtimeRss));
+  const wrappers = summarize(found.map((i) => i.wrapperRss));
+  const pss = summarize(found.map((i) => i.pss));
+  const sum = (key) => found.reduce((n, i) => n + i[key], 0);
+  const hows = new Map();
+  for (const i of raw.instances) hows.set(i.how, (hows.get(i.how) ?? 0) + 1);
+  const how = [...hows].map(([k, n]) => `${n} × ${k}`).join(", ");
+  const pool = raw.others.filter((o) => o.pooled);
+  const otherRss = raw.others.reduce((n, o) => n + o.rss, 0);
+  const otherPss = raw.others.reduce((n, o) => n + o.pss, 0);
   const rows = [
     ["bare Node runtime after one request (baseline)", mib(raw.bare.rss), "–", mib(raw.bare.pss), "1.00×"],
     [
@@ -117,10 +130,17 @@ function report(raw) {
     ],
     ["daemon peak (VmHWM) over the run", mib(raw.daemon.hwm), "–", "–", "–"],
     [
-      `total: daemon + ${raw.instances.length} instances (RSS counts shared pages in every process)`,
-      mib(raw.daemon.rss + sum("rss")),
+      `other process trees of the daemon: ${raw.others.length} (${pool.length} warm-pool slots), together`,
+      mib(otherRss),
       "–",
-      mib(raw.daemon.pss + sum("pss")),
+      mib(otherPss),
+      "–",
+    ],
+    [
+      `total: daemon + ${found.length} instances + the others (RSS counts shared pages in every process)`,
+      mib(raw.daemon.rss + sum("rss") + otherRss),
+      "–",
+      mib(raw.daemon.pss + sum("pss") + otherPss),
       "–",
     ],
   ];
@@ -147,12 +167,15 @@ function report(raw) {
         notes: [
           "How instances were measured: the API's `instances[].pid` is the host pid of the instance's outermost " +
             "process (bwrap); it was used when that process's command line, cgroup or environment names the " +
-            `instance id, else the processes were found by scanning /proc for the id (this run: ${how}). RSS is ` +
+            "instance id, or when it descends from the daemon (an instance the warm pool booted generically: its " +
+            "command line names the pool slot), else the processes were found by scanning /proc for the id " +
+            `(this run: ${how}${missing > 0 ? `; ${missing} instance(s) not found, left out` : ""}). RSS is ` +
             "VmRSS from /proc/<pid>/status summed over the process tree (bwrap, its pid-namespace init, the " +
             "runtime); PSS is from /proc/<pid>/smaps_rollup and shares libnode's pages between the instances, so " +
             "the PSS total is the better estimate of what the instances cost together.",
           "The daemon's figures are its own process only (VmRSS, VmHWM, PSS), read from /proc/<daemon pid>.",
-          `p99 of ${raw.instances.length} instances is the largest one.`,
+          `p99 of ${found.length} instances is the largest one. "Other process trees" are the daemon's children ` +
+            "that are no listed instance: the warm pool's generic instances (FUNCD_POOL_SIZE per runtime in use).",
         ],
       },
     ],

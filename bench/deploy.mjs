@@ -162,6 +162,8 @@ export async function run({ quick, log }) {
       "A deploy answers once one instance of the new revision is up (funcd proves the handler loads), so the " +
       "first call after it finds a warm instance.",
     "Baseline: the bare runtime server spawned by hand until it answers (Node, or Python for the Python row).",
+    "The daemon runs with its defaults, warm pool included: a deploy's first instance may be a pooled runtime " +
+      "specialized into the new revision rather than a fresh start (see the coldstart benchmark for the difference).",
   );
   return {
     summary,

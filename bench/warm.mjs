@@ -75,7 +75,7 @@ export async function run({ quick, log, nginx }) {
       cpu: async () => {
         const [current] = await daemon.settle("hello");
         if (current.instanceId !== instance.instanceId) replaced.add(current.instanceId);
-        return { proxy: [daemon.pid], server: instancePids(current) };
+        return { proxy: [daemon.pid], server: instancePids(current, undefined, daemon.pid) };
       },
     });
 
@@ -107,11 +107,16 @@ export async function run({ quick, log, nginx }) {
     raw.gatewayInstancesReplaced = replaced.size;
     raw.crashedExecutions = crashed;
     if (replaced.size > 0 || crashed?.count > 0) {
+      // wrk ends each run by closing its connections, some mid-request; when the gateway takes that for a
+      // broken instance it records the requests as crashed and retires the instance.
+      const cause =
+        crashed?.count > 0
+          ? `; ${crashed.count} execution(s) were recorded as crashed${crashed.error ? ` ("${crashed.error}")` : ""}: ` +
+            "wrk closes its connections mid-request at the end of a run, and the gateway takes that for a broken instance"
+          : "";
       notes.push(
-        `wrk ends each run by closing its connections mid-request. The gateway's instance was replaced ` +
-          `${replaced.size} time(s) between runs, and ${crashed?.count ?? "?"} execution(s) were recorded as ` +
-          `crashed${crashed?.error ? ` ("${crashed.error}")` : ""}: a client that disconnects is taken for a ` +
-          "broken instance. Each measured run started after the fleet had settled to one ready, idle instance.",
+        `The gateway's instance was replaced ${replaced.size} time(s) between runs${cause}. Each measured run ` +
+          "started after the fleet had settled to one ready, idle instance, whose processes the CPU table follows.",
       );
     }
     await cleanup.run();

@@ -11,6 +11,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { lstatSync, statSync, unlinkSync } from "node:fs";
 import { createServer, request as httpRequest } from "node:http";
+import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -22,6 +23,7 @@ class LoadError extends Error {}
 class ConfigError extends Error {}
 
 const env = process.env;
+const requireModule = createRequire(import.meta.url);
 /** Booted for the warm pool: no handler until `/_funcd/specialize`; false for good once specialized. */
 let generic = env.FUNCD_GENERIC === "1";
 /** True from the first accepted specialization on: there is only ever one. */
@@ -284,9 +286,9 @@ async function rehearse() {
     delete env.FUNCD_REHEARSAL;
     // Loaded now too, so a Lambda-style function's specialization does not pay for it.
     await import("./lambda.mjs");
-    // A `.js` file: whether a handler.js is CommonJS or ESM is looked up the first time one is imported.
-    await import("./warmup-scope.js");
     FUNCTION_DIR = dirname(fileURLToPath(import.meta.url));
+    // A `.js` file: whether a handler.js is CommonJS or ESM is looked up the first time one is loaded.
+    await importModule(join(FUNCTION_DIR, "warmup-scope.js"));
     HANDLER = "warmup.main";
     await useHandler(await loadHandler());
     generic = false;
@@ -796,7 +798,7 @@ async function loadHandler() {
   const path = resolve(FUNCTION_DIR, found);
   let ns;
   try {
-    ns = await import(pathToFileURL(path).href);
+    ns = await importModule(path);
   } catch (err) {
     throw new LoadError(`Cannot load handler "${HANDLER}": importing ${path} failed`, { cause: err });
   }
@@ -826,6 +828,27 @@ async function loadHandler() {
     `Cannot load handler "${HANDLER}": the export "${name}" of ${path} ${what}; ` +
       `its exports are: ${names.length ? names.join(", ") : "(none)"}`,
   );
+}
+
+/**
+ * The module's namespace, as `import()` gives it. `require()` gets there several times faster (no
+ * loader round trips: about a millisecond less on every cold start), so it is tried first, except for
+ * `.mjs`: a CommonJS module's namespace is `{ default: module.exports }` (named exports are looked up
+ * on the default export anyway); an ES module loaded by require() is its namespace itself. What
+ * require() refuses before running anything — ES modules with top-level await, or any ES module on a
+ * Node without require(esm) — goes through import().
+ * @param {string} path
+ */
+async function importModule(path) {
+  if (path.endsWith(".mjs")) return import(pathToFileURL(path).href);
+  let exports;
+  try {
+    exports = requireModule(path);
+  } catch (err) {
+    if (err?.code !== "ERR_REQUIRE_ESM" && err?.code !== "ERR_REQUIRE_ASYNC_MODULE") throw err;
+    return import(pathToFileURL(path).href);
+  }
+  return exports?.[Symbol.toStringTag] === "Module" ? exports : { default: exports };
 }
 
 /**

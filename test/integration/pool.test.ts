@@ -172,6 +172,31 @@ describe("the Node runtime in generic mode", () => {
     expect(metrics.text).toContain('function_calls_total{function="gen"} 2');
   });
 
+  it.each([
+    ["CommonJS", { "handler.js": "exports.main = async () => 'cjs';\n" }, "cjs"],
+    [
+      "an ES module (package.json type module)",
+      {
+        "package.json": '{"type":"module"}',
+        "handler.js": "export const main = async () => 'esm';\n",
+      },
+      "esm",
+    ],
+    [
+      "an ES module with top-level await",
+      {
+        "package.json": '{"type":"module"}',
+        "handler.js": "const value = await Promise.resolve('tla');\nexport const main = async () => value;\n",
+      },
+      "tla",
+    ],
+    ["an .mjs module", { "handler.mjs": "export default { main: async () => 'mjs' };\n" }, "mjs"],
+  ])("loads %s as a normal start does", async (_kind, files, expected) => {
+    const rt = await generic(await artifact(files));
+    expect((await rt.specialize(body("handler.main"))).status).toBe(200);
+    expect((await invokeInstance(rt.address)).text).toBe(expected);
+  });
+
   it("a handler that does not load answers 422 with the output, and the process exits with code 3", async () => {
     const fn = await artifact({ "handler.js": "exports.main = async () => { return (1 +; };\n" });
     const rt = await generic(fn);

@@ -3,7 +3,7 @@ import type { InstanceSpec } from "../driver.js";
 import { buildLaunch } from "./launch.js";
 import { InstanceCgroup } from "./memory.js";
 import { instancePaths } from "./rundir.js";
-import { DEFAULT_UID_BASE, poolUidRange, uidFor } from "./sandbox.js";
+import { DEFAULT_UID_BASE, PoolUids, poolUidRange, uidFor } from "./sandbox.js";
 import type { RuntimeTemplate } from "./template.js";
 
 const spec: InstanceSpec = {
@@ -131,6 +131,26 @@ describe("poolUidRange", () => {
     expect(first).toBe(DEFAULT_UID_BASE + 50_000);
     expect(size).toBeGreaterThan(0);
     for (const name of ["sum", "product", "a", "zzzzzzzz"]) expect(uidFor(name)).toBeLessThan(first);
+  });
+
+  it("hands each live pool instance its own uid, and a released one only after the rest", () => {
+    const uids = new PoolUids();
+    const { first, size } = poolUidRange();
+    const taken = Array.from({ length: 50 }, () => uids.take());
+    expect(new Set(taken).size).toBe(50);
+    expect(taken.every((uid) => uid >= first && uid < first + size)).toBe(true);
+    for (const uid of taken) uids.release(uid);
+    const small = new PoolUids(300_000);
+    const all = Array.from({ length: size }, () => small.take());
+    expect(new Set(all).size).toBe(size);
+    expect(() => small.take()).toThrow(/in use/);
+    small.release(all[7]);
+    expect(small.take()).toBe(all[7]);
+    // Round the range: a released uid comes back only after the others.
+    const round = new PoolUids();
+    const a = round.take();
+    round.release(a);
+    expect(round.take()).not.toBe(a);
   });
 });
 

@@ -49,7 +49,7 @@ import {
   writeMeta,
   writePid,
 } from "./rundir.js";
-import { DEFAULT_UID_BASE, isRoot, poolUidRange, type SandboxMode, uidFor } from "./sandbox.js";
+import { DEFAULT_UID_BASE, isRoot, PoolUids, type SandboxMode, uidFor } from "./sandbox.js";
 import { fillSlot, requestSpecialization } from "./slot.js";
 import { loadTemplate, type RuntimeTemplate } from "./template.js";
 
@@ -136,7 +136,7 @@ export class ProcessDriver implements Driver {
   private readonly listeners = new Set<(event: DriverEvent) => void>();
   private readonly templates = new Map<string, Promise<RuntimeTemplate>>();
   /** Pool slot uids of live generic or specialized-from-the-pool instances. */
-  private readonly slotUids = new Set<number>();
+  private readonly poolUids: PoolUids;
   private sandboxPlan: Promise<SandboxPlan> | undefined;
   private memoryPlan: Promise<MemoryPlan> | undefined;
   private runDirReady: Promise<void> | undefined;
@@ -151,6 +151,7 @@ export class ProcessDriver implements Driver {
     this.clock = options.clock ?? Date;
     this.uidBase = options.uidBase ?? DEFAULT_UID_BASE;
     this.access = new UidAccess(this.logger);
+    this.poolUids = new PoolUids(this.uidBase);
     if (!Number.isInteger(this.uidBase) || this.uidBase < 1000 || this.uidBase > 4_294_000_000) {
       throw new FuncdError(
         "CONFIG_INVALID",
@@ -396,22 +397,6 @@ export class ProcessDriver implements Driver {
     });
   }
 
-  /** A free pool slot uid, or undefined when the daemon is not root (instances then run as the daemon). */
-  private allocateSlotUid(): number | undefined {
-    if (!isRoot()) return undefined;
-    const { first, size } = poolUidRange(this.uidBase);
-    // A random start, so two daemons sharing a uid base are unlikely to hand out the same uids.
-    const offset = Math.floor(Math.random() * size);
-    for (let i = 0; i < size; i++) {
-      const uid = first + ((offset + i) % size);
-      if (!this.slotUids.has(uid)) {
-        this.slotUids.add(uid);
-        return uid;
-      }
-    }
-    throw new FuncdError("SANDBOX_UNAVAILABLE", `All ${size} pool uids from ${first} on are in use`);
-  }
-
   private async launch(
     spec: InstanceSpec,
     readyTimeoutMs: number,
@@ -441,11 +426,9 @@ export class ProcessDriver implements Driver {
       );
     }
     // A pool instance gets a slot uid of its own (no function's uid: it may become any function).
-    const slotUid = generic ? this.allocateSlotUid() : undefined;
+    const slotUid = generic && isRoot() ? this.poolUids.take() : undefined;
     const uid = generic ? slotUid : isRoot() ? uidFor(spec.functionName, this.uidBase) : undefined;
-    const releaseSlotUid = () => {
-      if (slotUid !== undefined) this.slotUids.delete(slotUid);
-    };
+    const releaseSlotUid = () => this.poolUids.release(slotUid);
     const limitBytes = spec.memoryMb * 1024 * 1024;
     let cgroup: InstanceCgroup | undefined;
     try {
@@ -666,7 +649,7 @@ export class ProcessDriver implements Driver {
     // Keyed by its current id (a specialized instance was re-keyed); a newer entry is left alone.
     if (this.instances.get(inst.info.instanceId) === inst) this.instances.delete(inst.info.instanceId);
     // Only now that its processes are gone may another pool instance run as this uid.
-    if (inst.slotUid !== undefined) this.slotUids.delete(inst.slotUid);
+    this.poolUids.release(inst.slotUid);
     if (inst.announced && !inst.stopRequested && inst.generic !== undefined) {
       const poolId = inst.info.instanceId;
       const { runtime } = inst.generic;

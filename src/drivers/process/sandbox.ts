@@ -6,6 +6,7 @@
  */
 import { execFile } from "node:child_process";
 import { lstatSync, readlinkSync } from "node:fs";
+import { FuncdError } from "../../shared/errors.js";
 import { which } from "./interpreter.js";
 
 /** `bwrap` requires bubblewrap, `none` runs the runtime directly, `auto` uses bwrap when it works. */
@@ -43,6 +44,40 @@ export const POOL_UID_RANGE = 10_000;
 /** The first pool slot uid and how many there are, for a given uid base. */
 export function poolUidRange(uidBase = DEFAULT_UID_BASE): { first: number; size: number } {
   return { first: uidBase + UID_RANGE, size: POOL_UID_RANGE };
+}
+
+/**
+ * The pool slot uids a driver has handed out: one per live generic (or specialized-from-the-pool)
+ * instance, taken when it starts and given back only once its processes are gone. Handed out round
+ * the range from a random start, so a uid comes back only after all the others were used: with bwrap
+ * nothing of an instance outlives it, but without the sandbox a function could leave files owned by its
+ * uid in a world-writable host dir, and the next function with that uid would own them.
+ */
+export class PoolUids {
+  private readonly inUse = new Set<number>();
+  private next: number;
+
+  constructor(private readonly uidBase = DEFAULT_UID_BASE) {
+    this.next = Math.floor(Math.random() * POOL_UID_RANGE);
+  }
+
+  /** The next free pool uid. */
+  take(): number {
+    const { first, size } = poolUidRange(this.uidBase);
+    for (let i = 0; i < size; i++) {
+      const offset = (this.next + i) % size;
+      if (!this.inUse.has(first + offset)) {
+        this.inUse.add(first + offset);
+        this.next = (offset + 1) % size;
+        return first + offset;
+      }
+    }
+    throw new FuncdError("SANDBOX_UNAVAILABLE", `All ${size} pool uids from ${first} on are in use`);
+  }
+
+  release(uid: number | undefined): void {
+    if (uid !== undefined) this.inUse.delete(uid);
+  }
 }
 
 /** True when this process may switch to other uids (and so must, before running user code). */
