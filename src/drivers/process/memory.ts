@@ -185,8 +185,10 @@ export class InstanceCgroup {
   /** SIGKILLs every process in the cgroup, including any that left the instance's process group. */
   async kill(): Promise<void> {
     if (this.version === 2) await writeFile(join(this.path, "cgroup.kill"), "1").catch(() => undefined);
-    // A process may fork while we kill, so repeat until the cgroup is empty (bounded).
-    for (let round = 0; round < 20; round++) {
+    // A process may fork while we kill, and a killed process with much memory takes a while to leave
+    // (longer on a loaded machine): repeat until the cgroup is empty, bounded by time, not rounds.
+    const deadline = Date.now() + 3000;
+    for (let round = 0; Date.now() < deadline; round++) {
       const pids = await this.pids();
       if (pids.length === 0) return;
       signalAll(pids, "SIGKILL");
