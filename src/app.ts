@@ -149,6 +149,8 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     healthEveryMs: config.healthCheckIntervalMs,
     maxQueuedPerFunction: config.maxQueuedPerFunction,
     maxReservedMemoryMb: config.maxReservedMemoryMb,
+    reservedElsewhereMb: () =>
+      (pool?.stats() ?? []).reduce((mb, s) => mb + (s.starting + s.ready) * config.poolMemoryMb, 0),
   });
   const routes = new RouteTable();
   const deployer = new Deployer({

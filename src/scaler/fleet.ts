@@ -117,6 +117,8 @@ export interface FleetOptions {
   maxQueuedPerFunction?: number;
   /** Memory (MiB) all instances together may reserve; starts beyond it wait. */
   maxReservedMemoryMb?: number;
+  /** Memory (MiB) reserved outside the fleet (the warm pool's generic instances), counted against the cap. */
+  reservedElsewhereMb?: () => number;
   /** How often idle ready instances get a `/healthz` check (0 turns checks off). */
   healthEveryMs?: number;
 }
@@ -749,7 +751,7 @@ export class Fleet {
 
   /** Memory reserved by every instance that is starting or running, in MiB. */
   #reservedMb(): number {
-    let total = 0;
+    let total = this.#o.reservedElsewhereMb?.() ?? 0;
     for (const instance of this.#byInstance.values()) {
       total += this.#units.get(instance.functionName)?.spec.memory ?? 0;
     }
