@@ -173,7 +173,7 @@ function report(raw) {
         notes: [
           "The two daemons run side by side; the one not being measured is idle (its other functions run no " +
             "instance), so the comparison includes what 1,000 functions cost in the background (reaper, health " +
-            "checks) as well as in the route table. A negative loss means the 1,000-function daemon was faster: noise.",
+            "checks) as well as in the route table. A negative loss means the 1,000-function daemon was faster.",
         ],
       },
     ],

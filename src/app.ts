@@ -21,6 +21,7 @@ import { RouteTable } from "./gateway/routes.js";
 import { ExecutionRecorder } from "./observability/executions.js";
 import { LogHub } from "./observability/log-hub.js";
 import { DaemonMetrics } from "./observability/metrics.js";
+import { WorkerExecutionSink } from "./observability/worker-sink.js";
 import { AsyncInvocations } from "./queue/index.js";
 import { Fleet } from "./scaler/fleet.js";
 import { PooledDriver, supportsPool } from "./scaler/pool.js";
@@ -75,7 +76,11 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     openSqliteStore(path.join(config.dataDir, "funcd.db"), { logsPerFunction: config.logsPerFunction });
   const metrics = new DaemonMetrics();
   const logs = new LogHub(store.logs, clock, { logger });
-  const recorder = new ExecutionRecorder(store.executions, clock, {
+  // With the SQLite store of the data dir, sync records are written on a thread of their own.
+  const executionSink = overrides.store
+    ? store.executions
+    : new WorkerExecutionSink(path.join(config.dataDir, "funcd.db"), logger);
+  const recorder = new ExecutionRecorder(executionSink, clock, {
     logger,
     enabled: config.recordExecutions,
   });
@@ -254,7 +259,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
       server.closeAllConnections?.();
       await closing;
       pruner.cancel();
-      recorder.close();
+      await recorder.close();
       logs.close();
       store.close();
     },

@@ -1,8 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
-import { Transform } from "node:stream";
-import { pipeline } from "node:stream/promises";
+import { type Readable, Transform } from "node:stream";
 import { errors as undiciErrors } from "undici";
 import type { ExecutionRecorder } from "../observability/executions.js";
 import type { DaemonMetrics } from "../observability/metrics.js";
@@ -239,7 +238,7 @@ export class Gateway {
         responseBytes += chunk.length;
         if (problem && responseBytes <= 8192) problem.push(chunk);
       });
-      await pipeline(answer.body, res);
+      await streamTo(answer.body, res);
       lease.release(outcome);
       this.#finish(req, res, name, started, ids, lease, true, {
         status: answer.statusCode,
@@ -403,7 +402,13 @@ export class Gateway {
         `Function "${name}" did not answer within its ${timeoutMs} ms timeout; instance ${instanceId} was stopped`,
       );
     }
-    if (err instanceof undiciErrors.RequestAbortedError || (err as Error).name === "AbortError") {
+    // The client going away is not the instance's fault: no crash, no retirement.
+    if (
+      err instanceof ClientGone ||
+      err instanceof undiciErrors.RequestAbortedError ||
+      (err as Error).name === "AbortError" ||
+      (err as NodeJS.ErrnoException).code === "ERR_STREAM_PREMATURE_CLOSE"
+    ) {
       return new FuncdError("BAD_REQUEST", "The client closed the request");
     }
     return new FuncdError(
@@ -547,4 +552,39 @@ function responseHeaders(
     out[key] = value;
   }
   return out;
+}
+
+/**
+ * Copies the instance's answer to the client. Hand-rolled rather than stream.pipeline, which creates an
+ * AbortController per call and aborts it at the end (a DOMException per request): ~10 % of the gateway's
+ * CPU in profiles. A client that goes away destroys the upstream body, so the instance's connection is
+ * freed rather than left half-read.
+ */
+function streamTo(source: Readable, res: ServerResponse): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onClose = () => {
+      if (res.writableFinished) return;
+      const err = new ClientGone();
+      source.destroy(err);
+      reject(err);
+    };
+    source.once("error", (err) => {
+      res.off("close", onClose);
+      reject(err);
+    });
+    res.once("finish", () => {
+      res.off("close", onClose);
+      resolve();
+    });
+    res.once("close", onClose);
+    source.pipe(res);
+  });
+}
+
+/** The client closed its connection before the whole answer was sent. */
+class ClientGone extends Error {
+  constructor() {
+    super("the client closed the connection");
+    this.name = "ClientGone";
+  }
 }

@@ -1,13 +1,14 @@
 import type { Clock } from "../shared/clock.js";
 import type { Logger } from "../shared/logger.js";
-import type { ExecutionRecord, ExecutionRepo } from "../store/types.js";
+import type { ExecutionRecord } from "../store/types.js";
+import type { ExecutionSink } from "./worker-sink.js";
 
 /**
  * Execution records are written off the hot path: the gateway hands a record
  * over and returns; a timer writes the batch in one transaction.
  */
 export class ExecutionRecorder {
-  readonly #repo: ExecutionRepo;
+  readonly #repo: ExecutionSink;
   #pending: ExecutionRecord[] = [];
   readonly #timer: { cancel(): void };
   readonly #maxPending: number;
@@ -16,7 +17,7 @@ export class ExecutionRecorder {
   readonly #enabled: boolean;
 
   constructor(
-    repo: ExecutionRepo,
+    repo: ExecutionSink,
     clock: Clock,
     options: { logger?: Logger; flushEveryMs?: number; maxPending?: number; enabled?: boolean } = {},
   ) {
@@ -47,8 +48,9 @@ export class ExecutionRecorder {
     }
   }
 
-  close(): void {
+  async close(): Promise<void> {
     this.#timer.cancel();
     this.flush();
+    await this.#repo.close?.();
   }
 }

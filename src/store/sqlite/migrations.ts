@@ -148,6 +148,15 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX queue_callbacks ON queue (callback_state) WHERE callback_state IS NOT NULL;
     `,
   },
+  {
+    version: 5,
+    name: "no request id index on executions",
+    up: `
+      -- Nothing looks executions up by request id (log lines carry it, and have their own index); the
+      -- index only made every sync record's insert dearer.
+      DROP INDEX IF EXISTS executions_request_id;
+    `,
+  },
 ];
 
 /** The schema version this build of funcd writes. */

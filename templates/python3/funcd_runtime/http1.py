@@ -9,6 +9,7 @@ socket module, with the HTTP/1.1 the gateway and curl speak: Content-Length and 
 answer while a handler blocks its own thread.
 """
 
+import collections
 import os
 import select
 import signal
@@ -89,11 +90,13 @@ class Headers(dict):
 
 class Incoming:
     """One request as read off a connection. `headers` merges repeated headers as Node does;
-    `raw_headers` keeps each line. The runtime fills in `request_id` and `deadline`."""
+    `raw_headers` keeps each line. The runtime fills in `request_id` and `deadline`, and may set `then`
+    (None by default): a callable the server calls once the answer is sent (or could not be), after
+    closing the connection, which such an answer always does."""
 
     __slots__ = (
         "method", "path", "search", "version", "headers", "raw_headers", "body", "peer", "started",
-        "request_id", "deadline",
+        "request_id", "deadline", "then",
     )  # fmt: skip
 
 
@@ -147,6 +150,10 @@ class Server:
         self._connections = {}
         self.draining = False
         self._date = (0, b"")
+        #: Work for the main thread (see in_main_thread); None once serve() has returned.
+        self._tasks = collections.deque()
+        #: Written to wake the main thread up in serve(), by signals and by in_main_thread().
+        self._wake_w = None
 
     def listen(self):
         """Bind and listen; OSError when that is not possible."""
@@ -169,15 +176,25 @@ class Server:
 
     def serve(self):
         """Accept connections until SIGTERM or SIGINT. A signal may be delivered to any thread, so this
-        (main) thread watches a wakeup fd beside the listener rather than rely on being interrupted."""
-        wake_r, wake_w = os.pipe()
+        (main) thread watches a wakeup fd beside the listener rather than rely on being interrupted; the
+        same fd wakes it for work handed to it by in_main_thread()."""
+        wake_r, self._wake_w = os.pipe()
         os.set_blocking(wake_r, False)
-        os.set_blocking(wake_w, False)
-        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        os.set_blocking(self._wake_w, False)
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         listener = self._listener
         tcp = self._listen[0] == "tcp"
+        try:
+            self._accept(listener, wake_r, tcp)
+        finally:
+            with self._lock:
+                tasks, self._tasks = self._tasks, None
+            for task in tasks:
+                task.fail(RuntimeError("the server is stopping"))
+
+    def _accept(self, listener, wake_r, tcp):
         while not self.draining:
             ready, _, _ = select.select([listener, wake_r], [], [])
             if wake_r in ready:
@@ -185,6 +202,7 @@ class Server:
                     os.read(wake_r, 512)
                 except BlockingIOError:
                     pass
+                self._run_tasks()
             if listener not in ready or self.draining:
                 continue
             try:
@@ -203,6 +221,32 @@ class Server:
 
     def _on_signal(self, signum, frame):
         self.draining = True
+
+    def in_main_thread(self, fn):
+        """fn() run by the main thread (the one in serve()), for a connection thread that needs it: its
+        result, or its exception raised here. The main thread is where a program's own code runs in a
+        normal start, and some code insists on it (signal.signal(), asyncio.get_event_loop()). While it
+        runs, no connection is accepted; connections already open are served."""
+        if threading.current_thread() is threading.main_thread():
+            return fn()
+        task = _Task(fn)
+        with self._lock:
+            if self._tasks is None:
+                raise RuntimeError("the server is stopping")
+            self._tasks.append(task)
+        try:
+            os.write(self._wake_w, b"\0")
+        except BlockingIOError:
+            pass  # the pipe is full of wake-ups already: the main thread will look
+        return task.result()
+
+    def _run_tasks(self):
+        while True:
+            with self._lock:
+                if not self._tasks:
+                    return
+                task = self._tasks.popleft()
+            task.run()
 
     def drain(self, bound_s):
         """Stop accepting connections and wait (at most `bound_s`) for the requests being handled."""
@@ -241,6 +285,7 @@ class Server:
                 return
             self._connections[sock] = False
         rfile = sock.makefile("rb")
+        then = None
         try:
             while True:
                 try:
@@ -254,9 +299,11 @@ class Server:
                     sock.sendall(b"HTTP/1.1 %d %s\r\ncontent-length: 0\r\n%s" % (err.status, reason, _CLOSE))
                     return
                 status, head, body = self._handle(req)
-                self._send(sock, status, head, body, not close and not self.draining, req.method == "HEAD")
+                then = req.then
+                close = close or self.draining or then is not None
+                self._send(sock, status, head, body, not close, req.method == "HEAD")
                 self._set_busy(sock, False)
-                if close or self.draining:
+                if close:
                     return
         except (OSError, ValueError, OverflowError, MemoryError):
             # The peer went away or timed out idle, or announced a body too big to hold: nothing to answer.
@@ -267,6 +314,8 @@ class Server:
                 self._all_idle.notify_all()
             rfile.close()
             sock.close()
+            if then is not None:
+                then()
 
     def _read_head(self, rfile, sock, peer):
         """The next request, without its body, and whether the client asked to close the connection
@@ -323,6 +372,7 @@ class Server:
         req.raw_headers = raw_headers
         req.peer = peer
         req.started = started
+        req.then = None
         return req, close
 
     def _send(self, sock, status, head, body, keep_alive, head_only):
@@ -347,6 +397,35 @@ class Server:
             # Python never changes LC_TIME from "C", so day and month names are English.
             self._date = (now, time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now)).encode())
         return self._date[1]
+
+
+class _Task:
+    """A call handed to the main thread, and its outcome for the thread waiting on it."""
+
+    __slots__ = ("_fn", "_done", "_value", "_error")
+
+    def __init__(self, fn):
+        self._fn = fn
+        self._done = threading.Event()
+        self._value = None
+        self._error = None
+
+    def run(self):
+        try:
+            self._value = self._fn()
+        except BaseException as err:  # raised again in the waiting thread, whatever it is
+            self._error = err
+        self._done.set()
+
+    def fail(self, err):
+        self._error = err
+        self._done.set()
+
+    def result(self):
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 def _read_line(rfile, budget):

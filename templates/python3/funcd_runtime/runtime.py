@@ -17,6 +17,32 @@ READY = b'{"status":"ready"}'
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
+class ConfigError(Exception):
+    """A `FUNCD_*` setting is invalid: fatal with exit code 1. `problems` names each one."""
+
+    def __init__(self, problems):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+    def output(self):
+        """What a start that fails this way writes to stderr, one line per problem."""
+        return "".join(f"funcd: {problem}\n" for problem in self.problems)
+
+
+class LoadError(Exception):
+    """The handler cannot be loaded: fatal with exit code 3 (the driver reports a failed deploy with the
+    output). `cause` is the exception the import raised, if any."""
+
+    def __init__(self, message, cause=None):
+        super().__init__(message)
+        self.message = message
+        self.cause = cause
+
+    def output(self):
+        """What a start that fails this way writes to stderr: the message, then the traceback."""
+        return f"funcd: {self.message}\n{'' if self.cause is None else format_error(self.cause)}"
+
+
 Config = collections.namedtuple(
     "Config",
     "function_dir handler function_name revision runtime timeout_ms memory_limit_mb style listen",
@@ -24,7 +50,7 @@ Config = collections.namedtuple(
 
 
 def read_config(env):
-    """The contract's variables, with their defaults; every invalid one is reported, then exit 1."""
+    """The contract's variables, with their defaults; ConfigError naming every invalid one."""
     problems = []
 
     def positive_int(name, fallback):
@@ -58,7 +84,7 @@ def read_config(env):
         listen=listen,
     )
     if problems:
-        _exit(1, "".join(f"funcd: {problem}\n" for problem in problems))
+        raise ConfigError(problems)
     return config
 
 
@@ -66,13 +92,52 @@ def read_config(env):
 # Loading the handler.
 
 
+def load_function(config):
+    """Everything a start does between reading its configuration and listening: the function's folder
+    and its dependencies on sys.path, the handler imported, its style decided (once, here, never per
+    request). Returns (handler, style); LoadError when the handler cannot be loaded. Runs on the main
+    thread, at boot or at specialization (see generic.py)."""
+    # The function's folder, then its dependencies (`pip install --target .python_packages`), come
+    # before everything else, so they win over same-named system packages.
+    _guard_against_shadowing(config.function_dir)
+    packages = os.path.join(config.function_dir, ".python_packages")
+    sys.path[:0] = [config.function_dir, packages] if os.path.isdir(packages) else [config.function_dir]
+    # The function's folder is read-only in the sandbox, and a deploy should not change it anyway.
+    sys.dont_write_bytecode = True
+
+    fn, name, also_main = load_handler(config)
+    if config.style == "lambda" or (config.style == "auto" and name == "handler" and not also_main):
+        # Imported only here, so Kubeless functions never load it; its bytecode may be cached, unlike the
+        # function's.
+        sys.dont_write_bytecode = False
+        from .lambda_style import LambdaStyle
+
+        sys.dont_write_bytecode = True
+        style = LambdaStyle(
+            function_name=config.function_name,
+            revision=config.revision,
+            memory_limit_mb=config.memory_limit_mb,
+        )
+    else:
+        style = KubelessStyle(
+            function_name=config.function_name,
+            runtime=config.runtime,
+            revision=config.revision,
+            timeout_ms=config.timeout_ms,
+            memory_limit_mb=config.memory_limit_mb,
+        )
+    return fn, style
+
+
 def load_handler(config):
     """Import the handler's file and find its function: (function, its name, whether it is also the
-    module's `main`). Any failure exits with code 3, which the driver reports as a failed deploy."""
+    module's `main`). Any failure raises LoadError."""
     handler = config.handler
     dot = handler.rfind(".")
     if dot <= 0 or dot == len(handler) - 1:
-        _fatal(f'FUNCD_HANDLER "{handler}" is not of the form file.function (for example handler.main)')
+        raise LoadError(
+            f'FUNCD_HANDLER "{handler}" is not of the form file.function (for example handler.main)'
+        )
     file, name = handler[:dot], handler[dot + 1 :]
     candidates = [f"{file}.py"]
     if file.endswith(".py"):
@@ -82,7 +147,7 @@ def load_handler(config):
     found = next((c for c in candidates if os.path.isfile(os.path.join(config.function_dir, c))), None)
     if found is None:
         listed = ", ".join(candidates)
-        _fatal(f'Cannot load handler "{handler}": none of {listed} exists in {config.function_dir}')
+        raise LoadError(f'Cannot load handler "{handler}": none of {listed} exists in {config.function_dir}')
     path = os.path.join(config.function_dir, found)
     try:
         module = _import_file(path, found[:-3].split("/"))
@@ -90,7 +155,7 @@ def load_handler(config):
         hint = ""
         if isinstance(err, ModuleNotFoundError):
             hint = " (a dependency? list it in requirements.txt; funcd installs it in .python_packages)"
-        _fatal(f'Cannot load handler "{handler}": importing {path} failed{hint}', err)
+        raise LoadError(f'Cannot load handler "{handler}": importing {path} failed{hint}', err) from None
     fn = getattr(module, name, None)
     if callable(fn):
         # Whether the same function is also the module's `main`, which keeps `handler` Kubeless (auto).
@@ -101,7 +166,7 @@ def load_handler(config):
         for key, value in vars(module).items()
         if not key.startswith("_") and callable(value) and not isinstance(value, type(sys))
     )
-    _fatal(
+    raise LoadError(
         f'Cannot load handler "{handler}": the function "{name}" of {path} {what}; '
         f"its callables are: {', '.join(names) or '(none)'}"
     )
@@ -145,11 +210,7 @@ def _call_shape(fn):
     return min(2, max(0, code.co_argcount - bound)), bool(code.co_flags & 0x80)  # CO_COROUTINE
 
 
-def _fatal(message, err=None):
-    _exit(3, f"funcd: {message}\n{'' if err is None else format_error(err)}")
-
-
-def _exit(code, message=""):
+def exit_now(code, message=""):
     """Exit at once. os._exit, because a handler thread may be stuck for good and interpreter shutdown
     would wait for it."""
     if message:
@@ -406,49 +467,33 @@ def _guard_against_shadowing(function_dir):
 
 def main():
     output.install()
-    config = read_config(os.environ)
-
-    # The function's folder, then its dependencies (`pip install --target .python_packages`), come
-    # before everything else, so they win over same-named system packages. The runtime's own folder
-    # (sys.path[0], server.py's) is not the function's business.
+    try:
+        config = read_config(os.environ)
+    except ConfigError as err:
+        exit_now(1, err.output())
+    # The runtime's own folder (sys.path[0], server.py's) is not the function's business.
     runtime_dir = os.path.dirname(PACKAGE_DIR)
     if sys.path and os.path.abspath(sys.path[0] or ".") == runtime_dir:
         del sys.path[0]
-    _guard_against_shadowing(config.function_dir)
-    packages = os.path.join(config.function_dir, ".python_packages")
-    sys.path[:0] = [config.function_dir, packages] if os.path.isdir(packages) else [config.function_dir]
-    # The function's folder is read-only in the sandbox, and a deploy should not change it anyway.
-    sys.dont_write_bytecode = True
+    if os.environ.get("FUNCD_GENERIC") == "1":
+        from . import generic
 
-    fn, name, also_main = load_handler(config)
-    # The style is decided once, here, never per request.
-    if config.style == "lambda" or (config.style == "auto" and name == "handler" and not also_main):
-        # Imported only here, so Kubeless functions never load it; its bytecode may be cached, unlike the
-        # function's.
-        sys.dont_write_bytecode = False
-        from .lambda_style import LambdaStyle
+        generic.main(config)
+        return
+    try:
+        fn, style = load_function(config)
+    except LoadError as err:
+        exit_now(3, err.output())
+    serve(http1.Server(config.listen, Invoker(config, fn, style).handle), lambda: config.timeout_ms)
 
-        sys.dont_write_bytecode = True
-        style = LambdaStyle(
-            function_name=config.function_name,
-            revision=config.revision,
-            memory_limit_mb=config.memory_limit_mb,
-        )
-    else:
-        style = KubelessStyle(
-            function_name=config.function_name,
-            runtime=config.runtime,
-            revision=config.revision,
-            timeout_ms=config.timeout_ms,
-            memory_limit_mb=config.memory_limit_mb,
-        )
-    server = http1.Server(config.listen, Invoker(config, fn, style).handle)
+
+def serve(server, timeout_ms):
+    """Listen, serve until SIGTERM or SIGINT, drain, exit 0. `timeout_ms()` bounds the drain: no
+    invocation may legitimately run longer (the driver's SIGKILL is the backstop anyway)."""
     try:
         server.listen()
     except OSError as err:
-        _exit(1, f"funcd: cannot listen on {os.environ.get('FUNCD_LISTEN') or '8080'}: {err}\n")
+        exit_now(1, f"funcd: cannot listen on {os.environ.get('FUNCD_LISTEN') or '8080'}: {err}\n")
     server.serve()
-    # SIGTERM: let in-flight invocations finish, then exit 0. Bounded by the timeout, since no invocation
-    # may legitimately run longer; the driver's SIGKILL is the backstop anyway.
-    server.drain(config.timeout_ms / 1000 + 1)
-    _exit(0)
+    server.drain(timeout_ms() / 1000 + 1)
+    exit_now(0)
