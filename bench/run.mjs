@@ -16,9 +16,10 @@ import { findNginx } from "./lib/nginx.mjs";
 import { killAllGroups } from "./lib/procs.mjs";
 import { describeMachine, renderMarkdown, writeReport } from "./lib/report.mjs";
 import * as routes from "./routes.mjs";
+import * as scaling from "./scaling.mjs";
 import * as warm from "./warm.mjs";
 
-const BENCHMARKS = [warm, coldstart, deploy, density, routes];
+const BENCHMARKS = [warm, coldstart, deploy, density, routes, scaling];
 
 function interrupted(signal) {
   process.stderr.write(`\n${signal}: stopping everything the benchmarks started\n`);

@@ -27,6 +27,7 @@ export function functionView(record: FunctionRecord, store: Store, fleet: Fleet)
     url: `/function/${record.name}`,
     instances: (live?.instances ?? []).map((i) => ({ ...i, startedAt: new Date(i.startedAt).toISOString() })),
     waiting: live?.waiting ?? 0,
+    autoscaler: { desired: live?.desired ?? 0, panic: live?.panic ?? false },
     lastExit: live?.lastExit ? { ...live.lastExit, at: new Date(live.lastExit.at).toISOString() } : null,
     createdAt: new Date(record.createdAt).toISOString(),
     updatedAt: new Date(record.updatedAt).toISOString(),
