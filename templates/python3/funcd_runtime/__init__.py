@@ -3,6 +3,7 @@ README beside server.py). One job per module:
 
 - runtime.py: configuration, loading the handler, invocations (worker threads, the event loop,
   timeouts), metrics, main()
+- generic.py: generic mode for the warm pool, and its one specialization into a function
 - http1.py: the HTTP/1.1 server, a thread per keep-alive connection, and draining on SIGTERM
 - output.py: sys.stdout and sys.stderr, tagged with the request id of the invocation writing
 - responses.py: handler results and failures as HTTP responses

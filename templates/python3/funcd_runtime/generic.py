@@ -20,6 +20,9 @@ GENERIC = b'{"status":"generic"}'
 SPECIALIZE_PATH = "/_funcd/specialize"
 #: Where it listens, its runtime and its memory limit were settled at boot, whatever the body says.
 BOOT_SETTINGS = ("FUNCD_LISTEN", "FUNCD_FUNCTION_DIR", "FUNCD_RUNTIME")
+#: Put in the environment by what launched the process rather than by the driver (the shell, bwrap's
+#: --chdir), for the working directory, which a specialization does not change: a normal start has it too.
+LAUNCH_VARIABLES = ("PWD",)
 #: The variables that decide the interpreter's locale, read only while it boots (template.yaml's bootEnv
 #: lists them, so the driver never specializes a function that sets one).
 LOCALE_VARIABLES = ("LC_ALL", "LC_CTYPE", "LANG")
@@ -129,6 +132,9 @@ class Generic:
             env["FUNCD_TIMEOUT_MS"] = _text(body["timeoutMs"])
         for variable in BOOT_SETTINGS:
             env[variable] = self._boot_env.get(variable, "")
+        for variable in LAUNCH_VARIABLES:
+            if variable in self._boot_env:
+                env[variable] = self._boot_env[variable]
         env["FUNCD_MEMORY_LIMIT_MB"] = str(self._config.memory_limit_mb)
         env.pop("FUNCD_GENERIC", None)
         # The interpreter runs with the locale it booted with. Python itself may have put LC_CTYPE in

@@ -17,6 +17,7 @@ READY = b'{"status":"ready"}'
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
+
 class ConfigError(Exception):
     """A `FUNCD_*` setting is invalid: fatal with exit code 1. `problems` names each one."""
 
