@@ -38,7 +38,7 @@ export function registerServer(program: Command): void {
           host: flags.host,
           dataDir: flags.dataDir,
           sandbox: flags.sandbox,
-          logLevel: flags.logLevel,
+          logLevel: flags.logLevel ?? quietInTerminal(flags.config),
           up: flags.up,
         },
         ...(flags.config ? { file: flags.config } : {}),
@@ -111,4 +111,13 @@ async function deployStack(
     }
   }
   print();
+}
+
+/**
+ * In a terminal, with no level chosen anywhere, the daemon logs warnings and errors only: the banner and
+ * the deploy lines are what a person reads there. Piped or run as a service, it logs at `info` (JSON).
+ */
+function quietInTerminal(configFile: string | undefined): string | undefined {
+  const chosen = process.env.FUNCD_LOG_LEVEL || configFile || process.env.FUNCD_CONFIG;
+  return !chosen && process.stdout.isTTY ? "warn" : undefined;
 }
