@@ -1,0 +1,59 @@
+import type { FunctionSpec } from "../deploy/spec.js";
+import { defaultConcurrency } from "../deploy/spec.js";
+import type { FleetHost, LiveInstance, ServableRevision } from "./unit.js";
+
+/** A fresh "starting" instance record; `seq` keeps ids unique within one millisecond. */
+export function newInstance(name: string, revisionId: string, now: number, seq: number): LiveInstance {
+  return {
+    id: `${name}-${revisionId.slice(0, 8)}-${now.toString(36)}${seq.toString(36)}`,
+    functionName: name,
+    revisionId,
+    state: "starting",
+    address: null,
+    upstream: null,
+    pid: undefined,
+    inFlight: 0,
+    served: 0,
+    startedAt: now,
+    readyAt: null,
+    lastUsedAt: now,
+  };
+}
+
+/** Starts the instance through the driver and marks it ready; rejects with the driver's error. */
+export async function startInstance(
+  host: Pick<FleetHost, "clock" | "driver" | "connect" | "metrics" | "systemLog">,
+  instance: LiveInstance,
+  spec: FunctionSpec,
+  revision: ServableRevision,
+): Promise<void> {
+  const started = host.clock.now();
+  const info = await host.driver.start({
+    instanceId: instance.id,
+    functionName: instance.functionName,
+    revisionId: revision.id,
+    runtime: spec.runtime,
+    artifactDir: revision.artifactDir,
+    handler: spec.handler,
+    handlerStyle: spec.handlerStyle,
+    env: spec.env,
+    memoryMb: spec.memory,
+    timeoutMs: spec.timeout,
+  });
+  instance.address = info.address;
+  instance.pid = info.pid;
+  instance.upstream = host.connect(info.address, defaultConcurrency(spec));
+  instance.state = "ready";
+  instance.readyAt = host.clock.now();
+  instance.lastUsedAt = instance.readyAt;
+  host.metrics.coldStartDuration.observe(
+    { function: instance.functionName },
+    (instance.readyAt - started) / 1000,
+  );
+  host.systemLog(
+    instance.functionName,
+    revision.id,
+    instance.id,
+    `instance ready in ${instance.readyAt - started} ms (revision #${revision.number})`,
+  );
+}
