@@ -1,5 +1,5 @@
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -8,7 +8,7 @@ import { gunzipSync } from "node:zlib";
 import { beforeEach, describe, expect, it, onTestFinished, vi } from "vitest";
 import { FuncdError } from "../shared/errors.js";
 import { run } from "./program.js";
-import { captureDeps } from "./testing.js";
+import { captureDeps, recordingServer, type SeenRequest } from "./testing.js";
 
 // The `server` verb pulls in the whole daemon; these tests are about the client verbs.
 vi.mock("./server.js", () => ({ registerServer: () => {} }));
@@ -19,36 +19,11 @@ beforeEach(async () => {
   onTestFinished(() => rm(tmp, { recursive: true, force: true }));
 });
 
-interface Seen {
-  method: string;
-  url: string;
-  headers: IncomingMessage["headers"];
-  body: string;
-}
-
-async function fakeDaemon(handle: (req: Seen, res: ServerResponse) => void) {
-  const seen: Seen[] = [];
-  const server = createServer((req, res) => {
-    let body = "";
-    req.on("data", (c: Buffer) => {
-      body += c.toString();
-    });
-    req.on("end", () => {
-      const record = { method: req.method ?? "", url: req.url ?? "", headers: req.headers, body };
-      seen.push(record);
-      handle(record, res);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  onTestFinished(
-    () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  );
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return { url, seen };
+/** The daemon stand-in for this file's tests, closed when the test ends. */
+async function fakeDaemon(handle: (req: SeenRequest, res: ServerResponse) => void) {
+  const server = await recordingServer(handle);
+  onTestFinished(server.close);
+  return { url: server.url, seen: server.seen };
 }
 
 const json = (res: ServerResponse, status: number, body: unknown) => {

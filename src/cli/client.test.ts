@@ -1,5 +1,5 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,39 +7,14 @@ import { describe, expect, it, onTestFinished } from "vitest";
 import { FuncdError } from "../shared/errors.js";
 import { ApiClient, resolveDataDir, resolveToken } from "./client.js";
 import type { CliError } from "./errors.js";
-
-interface Seen {
-  method: string;
-  url: string;
-  headers: IncomingMessage["headers"];
-  body: string;
-}
+import { recordingServer, type SeenRequest } from "./testing.js";
 
 /** A real HTTP server on 127.0.0.1:0 that records requests; closed when the test ends. */
-async function daemon(
-  handle: (req: Seen, res: ServerResponse) => void,
-): Promise<{ url: string; seen: Seen[] }> {
-  const seen: Seen[] = [];
-  const server = createServer((req, res) => {
-    let body = "";
-    req.on("data", (c: Buffer) => {
-      body += c.toString();
-    });
-    req.on("end", () => {
-      const record = { method: req.method ?? "", url: req.url ?? "", headers: req.headers, body };
-      seen.push(record);
-      handle(record, res);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  onTestFinished(
-    () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  );
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen };
+/** The daemon stand-in for this file's tests, closed when the test ends. */
+async function daemon(handle: (req: SeenRequest, res: ServerResponse) => void) {
+  const server = await recordingServer(handle);
+  onTestFinished(server.close);
+  return { url: server.url, seen: server.seen };
 }
 
 const sendProblem = (res: ServerResponse, error: FuncdError) => {
