@@ -128,34 +128,56 @@ async function startRuntime(
   return { address, specialize, exited, stderr: () => stderr };
 }
 
-describe("the Node runtime in generic mode", () => {
-  const server = join(templatesDir, "nodejs20", "server.mjs");
-  const generic = (functionDir: string) => startGeneric([process.execPath, server], "nodejs20", functionDir);
+const PYTHON_SERVER: [string, ...string[]] = ["/usr/bin/python3", join(templatesDir, "python3", "server.py")];
 
-  const body = (handler: string, extra: Record<string, unknown> = {}) => ({
-    handler,
-    env: { PATH: "/usr/bin:/bin", GREETING: "hi", FUNCD_LISTEN: "ignored", FUNCD_RUNTIME: "ignored" },
-    functionName: "gen",
-    revision: "r9",
-    timeoutMs: 3000,
-    memoryMb: 128,
-    ...extra,
-  });
+/** What the daemon sends to `/_funcd/specialize`; the FUNCD_* entries in env must not win. */
+const specializeBody = (handler: string, extra: Record<string, unknown> = {}) => ({
+  handler,
+  env: { PATH: "/usr/bin:/bin", GREETING: "hi", FUNCD_LISTEN: "ignored", FUNCD_RUNTIME: "ignored" },
+  functionName: "gen",
+  revision: "r9",
+  timeoutMs: 3000,
+  memoryMb: 128,
+  ...extra,
+});
 
+/** Both runtimes answer the generic-mode contract alike; each returns its env, name and timeout. */
+const GENERIC_RUNTIMES: { runtime: string; command: [string, ...string[]]; files: Record<string, string> }[] =
+  [
+    {
+      runtime: "nodejs20",
+      command: [process.execPath, join(templatesDir, "nodejs20", "server.mjs")] as [string, ...string[]],
+      files: {
+        "handler.js":
+          "exports.main = async (e, c) => ({ env: process.env, name: c['function-name'], timeout: c.timeout });\n",
+      },
+    },
+    {
+      runtime: "python3",
+      command: PYTHON_SERVER,
+      files: {
+        "handler.py": [
+          "import os",
+          "def main(event, context):",
+          "    return {'env': dict(os.environ), 'name': context['function-name'], 'timeout': context['timeout']}",
+          "",
+        ].join("\n"),
+      },
+    },
+  ];
+
+describe.each(GENERIC_RUNTIMES)("the $runtime runtime in generic mode", ({ runtime, command, files }) => {
   it("says generic, serves nothing, then becomes the function once and only once", async () => {
-    const fn = await artifact({
-      "handler.js":
-        "exports.main = async (e, c) => ({ env: process.env, name: c['function-name'], timeout: c.timeout });\n",
-    });
-    const rt = await generic(fn);
+    const fn = await artifact(files);
+    const rt = await startGeneric(command, runtime, fn);
     const health = await invokeInstance(rt.address, { headers: { "x-funcd-invoke": "0" }, path: "/healthz" });
     expect(health.text).toBe('{"status":"generic"}');
     expect((await invokeInstance(rt.address)).status).toBe(503);
     // A bad body changes nothing: still generic, still specializable.
     expect((await rt.specialize({ nope: true })).status).toBe(400);
-    expect((await rt.specialize(body("handler.main", { memoryMb: 256 }))).status).toBe(400);
+    expect((await rt.specialize(specializeBody("handler.main", { memoryMb: 256 }))).status).toBe(400);
 
-    const ready = await rt.specialize(body("handler.main"));
+    const ready = await rt.specialize(specializeBody("handler.main"));
     expect(ready.status).toBe(200);
     expect(ready.text).toBe('{"status":"ready"}');
     const reply = await invokeInstance(rt.address);
@@ -169,7 +191,7 @@ describe("the Node runtime in generic mode", () => {
       FUNCD_REVISION: "r9",
       FUNCD_TIMEOUT_MS: "3000",
       FUNCD_MEMORY_LIMIT_MB: "128",
-      FUNCD_RUNTIME: "nodejs20",
+      FUNCD_RUNTIME: runtime,
       FUNCD_FUNCTION_DIR: fn,
     });
     expect(result.env.FUNCD_LISTEN).toBe(rt.address.socketPath);
@@ -180,16 +202,21 @@ describe("the Node runtime in generic mode", () => {
     });
     expect(health2.text).toBe('{"status":"ready"}');
     // Once specialized, the path is the function's like any other.
-    const again = await rt.specialize(body("handler.main"));
+    const again = await rt.specialize(specializeBody("handler.main"));
     expect(again.status).toBe(200);
     expect(JSON.parse(again.text)).toHaveProperty("name", "gen");
-    // The boot-time rehearsal left nothing behind: only the invocations above are counted.
+    // A boot-time rehearsal, where the runtime has one, left nothing behind: only the calls above count.
     const metrics = await invokeInstance(rt.address, {
       headers: { "x-funcd-invoke": "0" },
       path: "/metrics",
     });
     expect(metrics.text).toContain('function_calls_total{function="gen"} 2');
   });
+});
+
+describe("the Node runtime in generic mode", () => {
+  const server = join(templatesDir, "nodejs20", "server.mjs");
+  const generic = (functionDir: string) => startGeneric([process.execPath, server], "nodejs20", functionDir);
 
   it.each([
     ["CommonJS", { "handler.js": "exports.main = async () => 'cjs';\n" }, "cjs"],
@@ -212,14 +239,14 @@ describe("the Node runtime in generic mode", () => {
     ["an .mjs module", { "handler.mjs": "export default { main: async () => 'mjs' };\n" }, "mjs"],
   ])("loads %s as a normal start does", async (_kind, files, expected) => {
     const rt = await generic(await artifact(files));
-    expect((await rt.specialize(body("handler.main"))).status).toBe(200);
+    expect((await rt.specialize(specializeBody("handler.main"))).status).toBe(200);
     expect((await invokeInstance(rt.address)).text).toBe(expected);
   });
 
   it("a handler that does not load answers 422 with the output, and the process exits with code 3", async () => {
     const fn = await artifact({ "handler.js": "exports.main = async () => { return (1 +; };\n" });
     const rt = await generic(fn);
-    const failed = await rt.specialize(body("handler.main"));
+    const failed = await rt.specialize(specializeBody("handler.main"));
     expect(failed.status).toBe(422);
     const problem = JSON.parse(failed.text) as { error: string; logs: string[] };
     expect(problem.error).toContain("handler.js");
@@ -229,72 +256,8 @@ describe("the Node runtime in generic mode", () => {
   });
 });
 
-const PYTHON_SERVER: [string, ...string[]] = ["/usr/bin/python3", join(templatesDir, "python3", "server.py")];
-
 describe("the Python runtime in generic mode", () => {
   const generic = (functionDir: string) => startGeneric(PYTHON_SERVER, "python3", functionDir);
-
-  const body = (handler: string, extra: Record<string, unknown> = {}) => ({
-    handler,
-    env: { PATH: "/usr/bin:/bin", GREETING: "hi", FUNCD_LISTEN: "ignored", FUNCD_RUNTIME: "ignored" },
-    functionName: "gen",
-    revision: "r9",
-    timeoutMs: 3000,
-    memoryMb: 128,
-    ...extra,
-  });
-
-  it("says generic, serves nothing, then becomes the function once and only once", async () => {
-    const fn = await artifact({
-      "handler.py": [
-        "import os",
-        "def main(event, context):",
-        "    return {'env': dict(os.environ), 'name': context['function-name'], 'timeout': context['timeout']}",
-        "",
-      ].join("\n"),
-    });
-    const rt = await generic(fn);
-    const health = await invokeInstance(rt.address, { headers: { "x-funcd-invoke": "0" }, path: "/healthz" });
-    expect(health.text).toBe('{"status":"generic"}');
-    expect((await invokeInstance(rt.address)).status).toBe(503);
-    // A bad body changes nothing: still generic, still specializable.
-    expect((await rt.specialize({ nope: true })).status).toBe(400);
-    expect((await rt.specialize(body("handler.main", { memoryMb: 256 }))).status).toBe(400);
-
-    const ready = await rt.specialize(body("handler.main"));
-    expect(ready.status).toBe(200);
-    expect(ready.text).toBe('{"status":"ready"}');
-    const reply = await invokeInstance(rt.address);
-    const result = JSON.parse(reply.text) as { env: Record<string, string>; name: string; timeout: number };
-    expect(result.name).toBe("gen");
-    expect(result.timeout).toBe(3);
-    expect(result.env).toMatchObject({
-      GREETING: "hi",
-      FUNCD_HANDLER: "handler.main",
-      FUNCD_FUNCTION_NAME: "gen",
-      FUNCD_REVISION: "r9",
-      FUNCD_TIMEOUT_MS: "3000",
-      FUNCD_MEMORY_LIMIT_MB: "128",
-      FUNCD_RUNTIME: "python3",
-      FUNCD_FUNCTION_DIR: fn,
-    });
-    expect(result.env.FUNCD_LISTEN).toBe(rt.address.socketPath);
-    expect(result.env).not.toHaveProperty("FUNCD_GENERIC");
-    const health2 = await invokeInstance(rt.address, {
-      headers: { "x-funcd-invoke": "0" },
-      path: "/healthz",
-    });
-    expect(health2.text).toBe('{"status":"ready"}');
-    // Once specialized, the path is the function's like any other.
-    const again = await rt.specialize(body("handler.main"));
-    expect(again.status).toBe(200);
-    expect(JSON.parse(again.text)).toHaveProperty("name", "gen");
-    const metrics = await invokeInstance(rt.address, {
-      headers: { "x-funcd-invoke": "0" },
-      path: "/metrics",
-    });
-    expect(metrics.text).toContain('function_calls_total{function="gen"} 2');
-  });
 
   it("sees what a normal start of the function sees: environment, sys.path, time zone, interpreter flags", async () => {
     const fn = await artifact({
@@ -314,7 +277,7 @@ describe("the Python runtime in generic mode", () => {
     await writeFile(join(fn, ".python_packages", "greeting.py"), "TEXT = 'hello from a dependency'\n");
     const env = { PATH: "/usr/bin:/bin", GREETING: "hi", TZ: "Asia/Tokyo" };
     const rt = await generic(fn);
-    expect((await rt.specialize(body("handler.main", { env }))).status).toBe(200);
+    expect((await rt.specialize(specializeBody("handler.main", { env }))).status).toBe(200);
     const pooled = JSON.parse((await invokeInstance(rt.address)).text) as Record<string, unknown>;
 
     const normal = await startRuntime(PYTHON_SERVER, (socketPath) => ({
@@ -348,14 +311,14 @@ describe("the Python runtime in generic mode", () => {
       "both.py": "def handler(event, context):\n    return event.get('version')\nmain = handler\n",
     });
     const rt = await generic(fn);
-    expect((await rt.specialize(body(handler))).status).toBe(200);
+    expect((await rt.specialize(specializeBody(handler))).status).toBe(200);
     expect((await invokeInstance(rt.address)).text).toBe(version);
   });
 
   it("a handler that does not load answers 422 with the output, and the process exits with code 3", async () => {
     const fn = await artifact({ "handler.py": "def main(event, context):\n    return {'ok': True\n" });
     const rt = await generic(fn);
-    const failed = await rt.specialize(body("handler.main"));
+    const failed = await rt.specialize(specializeBody("handler.main"));
     expect(failed.status).toBe(422);
     const problem = JSON.parse(failed.text) as { error: string; logs: string[] };
     expect(problem.error).toContain("handler.py");
@@ -367,7 +330,7 @@ describe("the Python runtime in generic mode", () => {
 
   it("an invalid FUNCD_* value answers 422 and the process exits with code 1", async () => {
     const rt = await generic(await artifact({ "handler.py": "def main(event, context):\n    return 1\n" }));
-    const failed = await rt.specialize(body("handler.main", { handlerStyle: "sideways" }));
+    const failed = await rt.specialize(specializeBody("handler.main", { handlerStyle: "sideways" }));
     expect(failed.status).toBe(422);
     expect(JSON.parse(failed.text)).toHaveProperty("error", expect.stringContaining('"sideways"'));
     expect(await rt.exited).toBe(1);
