@@ -104,11 +104,6 @@ export class Gateway {
     this.#o = options;
   }
 
-  /** True when this request is an invocation the gateway should serve. */
-  claims(pathname: string): boolean {
-    return this.#o.routes.match(pathname) !== undefined;
-  }
-
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
     void this.#handle(req, res);
   };

@@ -260,11 +260,6 @@ export class Fleet {
     for (const unit of this.#units.values()) autoscaleRound(this.#host, unit, now);
   }
 
-  /** Kept for callers of the pre-autoscaler API: one autoscaler round. */
-  reapIdle(): void {
-    this.tick();
-  }
-
   async dispose(): Promise<void> {
     this.#disposed = true;
     this.#reaper.cancel();
