@@ -49,6 +49,8 @@ export interface InstanceInfo {
   startedAt: number;
   pid?: number;
   exit?: InstanceExit;
+  /** Set when the instance is a warm-pool runtime specialized into the function (the pool logged its start). */
+  fromPool?: boolean;
 }
 
 export interface LogLine {

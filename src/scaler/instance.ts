@@ -50,10 +50,13 @@ export async function startInstance(
     { function: instance.functionName },
     (instance.readyAt - started) / 1000,
   );
-  host.systemLog(
-    instance.functionName,
-    revision.id,
-    instance.id,
-    `instance ready in ${instance.readyAt - started} ms (revision #${revision.number})`,
-  );
+  // A pooled start was already logged by the pool, with its own timing; one line per start.
+  if (!info.fromPool) {
+    host.systemLog(
+      instance.functionName,
+      revision.id,
+      instance.id,
+      `instance ready in ${instance.readyAt - started} ms (revision #${revision.number})`,
+    );
+  }
 }

@@ -133,7 +133,7 @@ export class PooledDriver implements Driver {
         spec.instanceId,
         `instance ready in ${ms} ms (from the warm pool)`,
       );
-      return info;
+      return { ...info, fromPool: true };
     } catch (err) {
       if (isFuncdError(err, "HANDLER_LOAD_FAILED")) throw err;
       if (options?.signal?.aborted || this.#disposed) throw err;
