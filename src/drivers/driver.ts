@@ -38,6 +38,16 @@ export interface InstanceSpec {
   env: Record<string, string>;
   memoryMb: number;
   timeoutMs: number;
+  /**
+   * Drivers that run images (docker): the revision's own image, with the function's code and dependencies
+   * inside. Absent: the runtime's prebuilt image with `artifactDir` mounted read-only (buildless mode).
+   * The process driver ignores it.
+   */
+  image?: string;
+  /** CPU limit in cores (0.5 = half a core); absent = no limit beyond the machine's. */
+  cpus?: number;
+  /** `none`: the instance may not open connections of its own (it still answers the gateway). Default `default`. */
+  network?: "default" | "none";
 }
 
 export interface InstanceInfo {

@@ -35,6 +35,11 @@ export const ERRORS = {
   GATEWAY_TIMEOUT: { status: 504, title: "Function did not answer in time" },
   SANDBOX_UNAVAILABLE: { status: 500, title: "Sandbox cannot be set up" },
   CONFIG_INVALID: { status: 500, title: "Invalid configuration" },
+  DOCKER_UNAVAILABLE: { status: 503, title: "No Docker engine answers" },
+  BASE_IMAGE_MISSING: { status: 422, title: "Base image not available" },
+  IMAGE_BUILD_FAILED: { status: 422, title: "Image build failed" },
+  BUILD_TEST_FAILED: { status: 422, title: "A build-time test failed" },
+  IMAGE_NOT_FOUND: { status: 404, title: "Image not found" },
   DAEMON_UNREACHABLE: { status: 503, title: "The funcd daemon cannot be reached" },
 } as const satisfies Record<string, { status: number; title: string }>;
 
