@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
 import { type Readable, Transform } from "node:stream";
@@ -8,6 +7,7 @@ import type { DaemonMetrics } from "../observability/metrics.js";
 import type { Fleet, Lease } from "../scaler/fleet.js";
 import type { Clock } from "../shared/clock.js";
 import { FuncdError, messageOf } from "../shared/errors.js";
+import { timeOrderedId } from "../shared/ids.js";
 import type { Logger } from "../shared/logger.js";
 import type { ExecutionOutcome } from "../store/types.js";
 import { sendProblem } from "./problem.js";
@@ -123,9 +123,9 @@ export class Gateway {
     }
     const incomingId = header(req.headers["x-request-id"]) ?? header(req.headers["x-call-id"]);
     const given = incomingId !== undefined && /^[\w.:-]{1,128}$/.test(incomingId);
-    const requestId = given ? incomingId : randomUUID();
+    const requestId = given ? incomingId : timeOrderedId(started);
     // Clients may reuse request ids; execution ids must be unique.
-    const executionId = given ? randomUUID() : requestId;
+    const executionId = given ? timeOrderedId(started) : requestId;
     const ids = { executionId, requestId };
     res.setHeader("x-request-id", requestId);
     res.setHeader("x-funcd-execution-id", executionId);
