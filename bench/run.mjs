@@ -15,11 +15,12 @@ import { loadGenerator } from "./lib/load.mjs";
 import { findNginx } from "./lib/nginx.mjs";
 import { killAllGroups } from "./lib/procs.mjs";
 import { describeMachine, renderMarkdown, writeReport } from "./lib/report.mjs";
+import * as recording from "./recording.mjs";
 import * as routes from "./routes.mjs";
 import * as scaling from "./scaling.mjs";
 import * as warm from "./warm.mjs";
 
-const BENCHMARKS = [warm, coldstart, deploy, density, routes, scaling];
+const BENCHMARKS = [warm, coldstart, deploy, density, routes, scaling, recording];
 
 function interrupted(signal) {
   process.stderr.write(`\n${signal}: stopping everything the benchmarks started\n`);
