@@ -10,6 +10,7 @@
 import * as coldstart from "./coldstart.mjs";
 import * as density from "./density.mjs";
 import * as deploy from "./deploy.mjs";
+import * as docker from "./docker.mjs";
 import { killDaemonLeftovers, sandboxMode } from "./lib/daemon.mjs";
 import { loadGenerator } from "./lib/load.mjs";
 import { findNginx } from "./lib/nginx.mjs";
@@ -20,7 +21,7 @@ import * as routes from "./routes.mjs";
 import * as scaling from "./scaling.mjs";
 import * as warm from "./warm.mjs";
 
-const BENCHMARKS = [warm, coldstart, deploy, density, routes, scaling, recording];
+const BENCHMARKS = [warm, coldstart, deploy, density, routes, scaling, recording, docker];
 
 function interrupted(signal) {
   process.stderr.write(`\n${signal}: stopping everything the benchmarks started\n`);
