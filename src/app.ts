@@ -8,11 +8,13 @@ import { promisify } from "node:util";
 import Fastify, { type FastifyBaseLogger, LogController } from "fastify";
 import { Pool } from "undici";
 import { isControlPath, registerApi } from "./api/index.js";
+import { createDockerParts } from "./app-docker.js";
 import { ArtifactCache } from "./builder/artifacts.js";
 import { DependencyCache } from "./builder/dependencies.js";
 import { RuntimeRegistry } from "./builder/runtimes.js";
 import { type Config, PACKAGE_ROOT } from "./config/config.js";
 import { Deployer } from "./deploy/deployer.js";
+import { connectEngine } from "./drivers/docker/engine.js";
 import type { Driver, InstanceAddress } from "./drivers/driver.js";
 import { ProcessDriver } from "./drivers/process/index.js";
 import { resolveInterpreter } from "./drivers/process/interpreter.js";
@@ -26,7 +28,7 @@ import { AsyncInvocations } from "./queue/index.js";
 import { Fleet } from "./scaler/fleet.js";
 import { PooledDriver, supportsPool } from "./scaler/pool.js";
 import { type Clock, systemClock } from "./shared/clock.js";
-import { messageOf } from "./shared/errors.js";
+import { FuncdError, isFuncdError, messageOf } from "./shared/errors.js";
 import { createLogger, type Logger } from "./shared/logger.js";
 import { openSqliteStore } from "./store/sqlite/index.js";
 import type { Store } from "./store/types.js";
@@ -64,6 +66,8 @@ export interface App {
  * config. Listening is separate (`listen`) so tests can build an app in-process.
  */
 export async function createApp(config: Config, overrides: AppOverrides = {}): Promise<App> {
+  // The docker driver needs an engine: without one, fail before anything is opened or started.
+  const engine = config.driver === "docker" && !overrides.driver ? await dockerEngine() : undefined;
   mkdirSync(config.dataDir, { recursive: true, mode: 0o711 });
   // 0711: others may traverse (sandboxed instances run as their own uid and reach their artifact folder
   // through it) but not list it; the token and the database inside are 0600.
@@ -108,8 +112,20 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     logger: logger.child({ component: "dependencies" }),
     clock,
   });
+  // ── docker: engine (connected now for the docker driver, on first build otherwise), image builder,
+  // docker driver, image garbage collection (src/app-docker.ts).
+  const docker = createDockerParts({
+    config,
+    engine,
+    store,
+    runtimes,
+    clock,
+    logger,
+    logSink: logs.sink,
+  });
   const baseDriver =
     overrides.driver ??
+    docker.driver ??
     new ProcessDriver({
       templatesDir: config.templatesDir,
       runDir: path.join(config.dataDir, "run"),
@@ -173,6 +189,8 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     buildLog: (functionName, revisionId, text) =>
       logs.sink({ time: clock.now(), functionName, revisionId, instanceId: "build", stream: "system", text }),
     onFunctionsChanged,
+    ...(docker.images ? { images: docker.images } : {}),
+    imageUsed: docker.imageUsed,
   });
   // ── async invocations (src/queue/): durable queue, workers that deliver through the gateway, callbacks.
   const asyncInvocations: AsyncInvocations = new AsyncInvocations({
@@ -221,9 +239,40 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
       redrive: (name, ids) => asyncInvocations.redrive(name, ids),
       inFlight: (name) => asyncInvocations.dispatcher.inFlight(name),
     },
+    // `funcd build` and `funcd images`: with any driver (a process-driver daemon connects on first use).
+    images: {
+      builder: docker.builder,
+      runtimes,
+      usage: docker.usage,
+      maxCodeBytes: config.maxCodeBytes,
+      retentionMs: config.imageRetention,
+      async prepareDependencies({ functionName, template, files, onProgress }) {
+        // The same cache (and key) a deploy uses: the files go to the blob store the install reads from.
+        const manifest = store.transaction(() =>
+          files.map((f) => ({
+            path: f.path,
+            hash: store.blobs.put(f.data),
+            size: f.data.length,
+            mode: f.mode,
+          })),
+        );
+        const plan = dependencies.plan(template, manifest);
+        if (!plan) return null;
+        const ensured = await dependencies.ensure(plan, {
+          functionName,
+          onProgress,
+          onLine: (line) => onProgress(`installing dependencies: ${line}`),
+        });
+        return { dir: ensured.dir, key: ensured.key, cached: ensured.cached };
+      },
+    },
   });
   await fastify.ready();
   await deployer.restore();
+  // Instances a previous run left (docker containers the driver adopted) that no restored revision took.
+  const stale = await fleet.stopUnclaimedAdopted();
+  if (stale > 0) logger.info({ stopped: stale }, "stopped instances of the previous run no revision claims");
+  docker.startCollecting();
   // After restore: invocations left queued or running by a previous run need their functions' revisions.
   asyncInvocations.start();
 
@@ -259,11 +308,27 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
       server.closeAllConnections?.();
       await closing;
       pruner.cancel();
+      docker.close();
       await recorder.close();
       logs.close();
       store.close();
     },
   };
+}
+
+/** The engine the docker driver runs on; DOCKER_UNAVAILABLE says what asked for it and what else to do. */
+async function dockerEngine() {
+  try {
+    return await connectEngine();
+  } catch (err) {
+    if (!isFuncdError(err, "DOCKER_UNAVAILABLE")) throw err;
+    const why = err.message.replace(/^No Docker engine answers: /, "");
+    throw new FuncdError(
+      "DOCKER_UNAVAILABLE",
+      `The docker driver (FUNCD_DRIVER=docker) needs a Docker engine: ${why}; or run with --driver process`,
+      { cause: err, extra: err.extra },
+    );
+  }
 }
 
 /** One keep-alive pool per instance; unix socket or TCP. */

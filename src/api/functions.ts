@@ -2,7 +2,14 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import type { Deployer, DeployResult, Progress } from "../deploy/deployer.js";
-import { DeployRequestSchema, FUNCTION_NAME, FunctionSpecSchema, RouteSchema } from "../deploy/spec.js";
+import {
+  DeployRequestFields,
+  DeployRequestSchema,
+  FUNCTION_NAME,
+  RouteSchema,
+  ScaleSchema,
+  withResources,
+} from "../deploy/spec.js";
 import type { LogHub } from "../observability/log-hub.js";
 import type { Fleet } from "../scaler/fleet.js";
 import { FuncdError } from "../shared/errors.js";
@@ -18,7 +25,9 @@ export interface FunctionRoutesDeps {
 }
 
 const NameParams = z.object({ name: z.string().regex(FUNCTION_NAME, "not a valid function name") });
-const UpdateBody = DeployRequestSchema.extend({ name: DeployRequestSchema.shape.name.optional() });
+const UpdateBody = DeployRequestFields.extend({ name: DeployRequestFields.shape.name.optional() }).transform(
+  withResources,
+);
 const ScaleBody = z.object({
   min: z.number().int().min(0).max(100).optional(),
   max: z.number().int().min(1).max(100).optional(),
@@ -152,6 +161,22 @@ export function functionRoutes(deps: FunctionRoutesDeps) {
       },
     );
 
+    app.get(
+      "/api/v1/functions/:name/revisions/:revision",
+      {
+        schema: {
+          tags,
+          summary: "One revision, with its image's build log (revision id, id prefix, number or 'active')",
+          params: NameParams.extend({ revision: z.string().min(1) }),
+        },
+      },
+      async (request) => {
+        const fn = requireFunction(store, request.params.name);
+        const revision = findRevision(store, fn.name, fn.activeRevision, request.params.revision);
+        return revisionView(revision, fn.activeRevision, true);
+      },
+    );
+
     app.post(
       "/api/v1/functions/:name/rollback",
       {
@@ -173,7 +198,7 @@ export function functionRoutes(deps: FunctionRoutesDeps) {
       { schema: { tags, summary: "Change scale settings live", params: NameParams, body: ScaleBody } },
       async (request) => {
         const current = requireFunction(store, request.params.name);
-        const scale = FunctionSpecSchema.shape.scale.parse({
+        const scale = ScaleSchema.parse({
           ...current.spec.scale,
           ...request.body,
           idleTimeout: request.body.idleTimeout ?? current.spec.scale.idleTimeout / 1000,
@@ -243,6 +268,20 @@ function requireFunction(store: Store, name: string) {
   const record = store.functions.get(name);
   if (!record) throw new FuncdError("FUNCTION_NOT_FOUND", `No function named "${name}"`);
   return record;
+}
+
+/** A revision by id, id prefix, number (`3` or `#3`) or `active`. */
+function findRevision(store: Store, name: string, activeId: string | null, wanted: string) {
+  const revisions = store.revisions.listFor(name);
+  const number = wanted.replace(/^#/, "");
+  const found =
+    wanted === "active"
+      ? revisions.find((r) => r.id === activeId)
+      : (revisions.find((r) => r.id === wanted) ??
+        revisions.find((r) => String(r.number) === number) ??
+        revisions.find((r) => r.id.startsWith(wanted)));
+  if (!found) throw new FuncdError("REVISION_NOT_FOUND", `Function "${name}" has no revision "${wanted}"`);
+  return found;
 }
 
 /**

@@ -10,6 +10,7 @@ import { type AsyncRoutesDeps, asyncRoutes } from "./async.js";
 import { installProblemHandlers } from "./errors.js";
 import { executionRoutes } from "./executions.js";
 import { type FunctionRoutesDeps, functionRoutes } from "./functions.js";
+import { type ImagesRouteOptions, imageRoutes } from "./images.js";
 
 export interface ApiDeps extends FunctionRoutesDeps {
   metrics: DaemonMetrics;
@@ -17,6 +18,8 @@ export interface ApiDeps extends FunctionRoutesDeps {
   version: string;
   /** Dead letters and redrive; without it those routes are absent. */
   async?: Omit<AsyncRoutesDeps, "store">;
+  /** Images and builds (`/api/v1/images`, `/api/v1/builds`); without it those routes are absent. */
+  images?: ImagesRouteOptions;
 }
 
 /** Paths the control plane answers; everything else is an invocation for the gateway. */
@@ -93,4 +96,5 @@ export async function registerApi(app: FastifyInstance, deps: ApiDeps): Promise<
   await app.register(functionRoutes(deps));
   await app.register(executionRoutes({ store: deps.store, logs: deps.logs, now: () => Date.now() }));
   if (deps.async) await app.register(asyncRoutes({ store: deps.store, ...deps.async }));
+  if (deps.images) await app.register(imageRoutes(deps.images));
 }

@@ -22,8 +22,18 @@ export function functionView(record: FunctionRecord, store: Store, fleet: Fleet)
     annotations: spec.annotations,
     status: live?.status ?? (active ? "ready" : "no-revision"),
     activeRevision: active
-      ? { id: active.id, number: active.number, createdAt: new Date(active.createdAt).toISOString() }
+      ? {
+          id: active.id,
+          number: active.number,
+          createdAt: new Date(active.createdAt).toISOString(),
+          image: active.image ?? null,
+        }
       : null,
+    profile: spec.profile ?? null,
+    cpu: spec.cpu ?? null,
+    network: spec.network ?? "default",
+    build: spec.build ?? "image",
+    tests: spec.tests?.length ?? 0,
     url: `/function/${record.name}`,
     instances: (live?.instances ?? []).map((i) => ({ ...i, startedAt: new Date(i.startedAt).toISOString() })),
     waiting: live?.waiting ?? 0,
@@ -34,7 +44,11 @@ export function functionView(record: FunctionRecord, store: Store, fleet: Fleet)
   };
 }
 
-export function revisionView(revision: RevisionRecord, activeId: string | null) {
+/**
+ * What the API shows of a revision. The build log can be long, so lists leave it out (`withLog` false)
+ * and the single-revision endpoint includes it.
+ */
+export function revisionView(revision: RevisionRecord, activeId: string | null, withLog = false) {
   return {
     id: revision.id,
     number: revision.number,
@@ -46,6 +60,8 @@ export function revisionView(revision: RevisionRecord, activeId: string | null) 
     runtime: revision.spec.runtime,
     handler: revision.spec.handler,
     dependencies: revision.depsKey ? { key: revision.depsKey } : null,
+    image: revision.image ?? null,
+    ...(withLog ? { buildLog: revision.buildLog ?? null } : {}),
   };
 }
 

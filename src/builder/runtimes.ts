@@ -4,6 +4,40 @@ import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { FuncdError } from "../shared/errors.js";
 
+/** A path inside the template folder: relative, no `..`, so a template cannot ship the host's files. */
+const TemplatePath = z
+  .string()
+  .min(1)
+  .refine(
+    (p) => !p.startsWith("/") && !p.split("/").includes("..") && !p.includes("\\"),
+    "a path inside the template folder (relative, no ..)",
+  );
+
+/**
+ * How the image builder makes an image of a runtime (`src/builder/image/`, the template's `Dockerfile`):
+ * see the `image:` section of `templates/nodejs20/template.yaml`.
+ */
+const TemplateImageSchema = z.object({
+  /** The image the Dockerfile builds FROM (its BASE_IMAGE argument); a build may name another. */
+  base: z.string().min(1),
+  /** Debian packages the runtime stage installs (apt names, optionally pinned: `curl=7.88.1-10`). */
+  packages: z
+    .array(z.string().regex(/^[a-z0-9][a-z0-9+.-]*(=[A-Za-z0-9.+~:-]+)?$/, "a Debian package name"))
+    .default([]),
+  /** Runtime files and folders, relative to the template folder, copied to /funcd/runtime. */
+  copy: z.array(TemplatePath).min(1),
+  /** Shell commands run in /function after the code is copied: a build (compile, bundle), then a test. */
+  build: z.string().min(1).optional(),
+  test: z.string().min(1).optional(),
+  /** `uid:gid` the server runs as in the image (the Dockerfile's FUNCD_USER). */
+  user: z
+    .string()
+    .regex(/^\d+(:\d+)?$/, "a numeric uid or uid:gid")
+    .optional(),
+});
+
+export type TemplateImage = z.output<typeof TemplateImageSchema>;
+
 const TemplateMetaSchema = z.object({
   runtime: z.string(),
   language: z.string().optional(),
@@ -14,6 +48,8 @@ const TemplateMetaSchema = z.object({
   aliases: z.array(z.string()).default([]),
   /** A command the daemon runs once in the template folder at start-up (e.g. compile bytecode). */
   prepare: z.array(z.string()).min(1).optional(),
+  /** How to build an image of it; absent for runtimes that only run as processes. */
+  image: TemplateImageSchema.optional(),
 });
 
 export type TemplateMeta = z.output<typeof TemplateMetaSchema> & { dir: string };

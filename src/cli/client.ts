@@ -132,14 +132,34 @@ export class ApiClient {
    * `result` line is returned and an `error` line is thrown. A daemon that
    * answers plain JSON instead is understood too.
    */
-  async deploy(name: string, body: unknown, onProgress: (message: string) => void): Promise<DeployResult> {
-    const res = await this.send("PUT", `/api/v1/functions/${encodeURIComponent(name)}`, {
+  deploy(name: string, body: unknown, onProgress: (message: string) => void): Promise<DeployResult> {
+    return this.progressCall<DeployResult>(
+      "PUT",
+      `/api/v1/functions/${encodeURIComponent(name)}`,
+      body,
+      onProgress,
+      { title: "Deploy outcome unknown", hint: `Check with \`funcd describe ${name}\`.` },
+    );
+  }
+
+  /**
+   * A call whose answer streams NDJSON progress (deploys, builds): `onProgress` gets each `progress`
+   * message, the `result` line is returned and an `error` line is thrown. Plain JSON answers are read too.
+   */
+  async progressCall<T>(
+    method: string,
+    path: string,
+    body: unknown,
+    onProgress: (message: string) => void,
+    unknownOutcome: { title: string; hint: string },
+  ): Promise<T> {
+    const res = await this.send(method, path, {
       body: JSON.stringify(body),
       headers: { accept: `${NDJSON}, application/json;q=0.5`, "content-type": "application/json" },
       streaming: true,
     });
     if (!String(res.headers["content-type"] ?? "").includes(NDJSON)) {
-      return (await readJson(res, this.baseUrl)) as DeployResult;
+      return (await readJson(res, this.baseUrl)) as T;
     }
     let last: unknown;
     for await (const line of readLines(res.body, this.baseUrl)) {
@@ -148,16 +168,13 @@ export class ApiClient {
       if (msg.type === "progress" && typeof msg.message === "string") onProgress(msg.message);
       else if (msg.type === "result") {
         const { type: _type, ...result } = line as Record<string, unknown>;
-        return result as unknown as DeployResult;
+        return result as unknown as T;
       } else if (msg.type === "error") throw cliErrorFromProblem(msg.problem, 500);
     }
     throw new CliError(
       "INTERNAL",
-      `The deploy stream ended without a result (last line: ${JSON.stringify(last)})`,
-      {
-        title: "Deploy outcome unknown",
-        hint: `Check with \`funcd describe ${name}\`.`,
-      },
+      `The ${method} ${path} stream ended without a result (last line: ${JSON.stringify(last)})`,
+      unknownOutcome,
     );
   }
 

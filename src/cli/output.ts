@@ -144,7 +144,9 @@ export function formatError(err: CliError): string {
   const detail = err.detail.trim();
   if (err.bare) lines.push(`Error: ${detail}`);
   else lines.push(detail && detail !== err.title ? `Error: ${err.title}: ${detail}` : `Error: ${err.title}`);
-  const { errors, logs } = err.extra;
+  const { errors } = err.extra;
+  // Instance output comes as `logs`, an image build's tail as `log`.
+  const logs = err.extra.logs ?? err.extra.log;
   if (Array.isArray(errors)) {
     for (const item of errors) lines.push(`  - ${formatValidationItem(item)}`);
   }

@@ -4,11 +4,13 @@ import { outputFor } from "./context.js";
 import { toCliError } from "./errors.js";
 import { packageVersion } from "./scaffold.js";
 import { registerServer } from "./server.js";
+import { register as build } from "./verbs/build.js";
 import { register as deleteVerb } from "./verbs/delete.js";
 import { register as deploy } from "./verbs/deploy.js";
 import { register as describe } from "./verbs/describe.js";
 import { register as dlq } from "./verbs/dlq.js";
 import { register as executions } from "./verbs/executions.js";
+import { register as images } from "./verbs/images.js";
 import { register as invoke } from "./verbs/invoke.js";
 import { register as list } from "./verbs/list.js";
 import { register as logs } from "./verbs/logs.js";
@@ -33,6 +35,8 @@ const VERBS = [
   rollback,
   scale,
   deleteVerb,
+  build,
+  images,
 ];
 
 const EXAMPLES = `

@@ -12,6 +12,7 @@ interface ServerFlags {
   host?: string;
   dataDir?: string;
   sandbox?: string;
+  driver?: string;
   logLevel?: string;
   config?: string;
   up?: string;
@@ -23,9 +24,10 @@ export function registerServer(program: Command): void {
   program
     .command("server")
     .alias("start")
-    .description("Run the funcd daemon (process driver + SQLite in the data dir)")
+    .description("Run the funcd daemon (process or docker driver + SQLite in the data dir)")
     .option("-p, --port <port>", "port to listen on (FUNCD_PORT, default 8080)")
     .option("--host <host>", "address to bind (FUNCD_HOST, default 127.0.0.1)")
+    .option("--driver <driver>", "process | docker: where instances run (FUNCD_DRIVER, default process)")
     .option("--sandbox <mode>", "auto | bwrap | none (FUNCD_SANDBOX)")
     .option("--log-level <level>", "fatal | error | warn | info | debug (FUNCD_LOG_LEVEL)")
     .option("-c, --config <file>", "YAML config file (FUNCD_CONFIG)")
@@ -38,6 +40,7 @@ export function registerServer(program: Command): void {
           host: flags.host,
           dataDir: flags.dataDir,
           sandbox: flags.sandbox,
+          driver: flags.driver,
           logLevel: flags.logLevel ?? quietInTerminal(flags.config),
           up: flags.up,
         },

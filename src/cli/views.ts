@@ -17,7 +17,18 @@ export interface FunctionView {
   env?: Record<string, string>;
   labels?: Record<string, string>;
   status?: string;
-  activeRevision?: { id: string; number?: number; createdAt?: number | string } | null;
+  activeRevision?: {
+    id: string;
+    number?: number;
+    createdAt?: number | string;
+    image?: string | null;
+  } | null;
+  profile?: string | null;
+  cpu?: number | null;
+  network?: string;
+  build?: string;
+  /** How many build-time tests the spec has. */
+  tests?: number;
   url?: string;
   instances?: InstanceView[];
   lastExit?: {
@@ -48,6 +59,9 @@ export interface RevisionView {
   createdAt?: number | string;
   active?: boolean;
   files?: number;
+  image?: string | null;
+  /** Only in the single-revision answer. */
+  buildLog?: string | null;
 }
 
 export interface LogLineView {
@@ -156,10 +170,19 @@ export function describeFields(f: FunctionView, baseUrl: string): Array<[string,
         ? `${revisionLabel(f.activeRevision)} (${shortId(f.activeRevision.id)}, ${formatTime(f.activeRevision.createdAt)})`
         : "none ready",
     ],
+    [
+      "Image",
+      f.activeRevision?.image ??
+        (f.build === "none" ? "none (buildless: the runtime's image, code mounted)" : undefined),
+    ],
+    ["Profile", f.profile ?? undefined],
     ["Memory", f.memory === undefined ? undefined : `${f.memory} MiB`],
+    ["CPU", f.cpu === undefined || f.cpu === null ? undefined : `${f.cpu} cores`],
+    ["Network", f.network === "none" ? "none (no outbound connections)" : undefined],
     ["Timeout", f.timeoutMs === undefined ? undefined : formatDuration(f.timeoutMs)],
     ["Concurrency", f.concurrency === undefined ? undefined : `${f.concurrency} per instance`],
     ["Scale", f.scale ? formatScale(f.scale) : undefined],
+    ["Tests", f.tests ? `${f.tests} build-time test${f.tests === 1 ? "" : "s"}` : undefined],
     ["Env", formatMap(f.env)],
     ["Labels", formatMap(f.labels)],
     ["Created", f.createdAt === undefined ? undefined : formatTime(f.createdAt)],

@@ -41,6 +41,20 @@ describe("config", () => {
     expect(loadConfig({ env: { FUNCD_DATA_DIR: "/tmp/x", FUNCD_POOL_SIZE: "0" } }).poolSize).toBe(0);
   });
 
+  it("runs the process driver by default; FUNCD_DRIVER=docker keeps images 14 days unless told otherwise", () => {
+    const defaults = loadConfig({ env: { FUNCD_DATA_DIR: "/tmp/x" } });
+    expect(defaults.driver).toBe("process");
+    expect(defaults.imageRetention).toBe(14 * 24 * 3_600_000);
+    const docker = loadConfig({
+      env: { FUNCD_DATA_DIR: "/tmp/x", FUNCD_DRIVER: "docker", FUNCD_IMAGE_RETENTION: "12h" },
+    });
+    expect(docker.driver).toBe("docker");
+    expect(docker.imageRetention).toBe(12 * 3_600_000);
+    expect(() => loadConfig({ env: { FUNCD_DATA_DIR: "/tmp/x", FUNCD_IMAGE_RETENTION: "soon" } })).toThrow(
+      /imageRetention \(FUNCD_IMAGE_RETENTION\)/,
+    );
+  });
+
   it("names every setting's variable FUNCD_ plus the key in upper snake case", () => {
     expect(envName("dataDir")).toBe("FUNCD_DATA_DIR");
     expect(envName("maxBodyBytes")).toBe("FUNCD_MAX_BODY_BYTES");

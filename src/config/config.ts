@@ -4,6 +4,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { parseDuration } from "../shared/duration.js";
 import { FuncdError } from "../shared/errors.js";
 
 /** The package root: dist/config/ and src/config/ both sit two levels below it. */
@@ -25,7 +26,11 @@ export const ConfigSchema = z.object({
   host: z.string().min(1).default("127.0.0.1"),
   dataDir: z.string().min(1),
   token: z.string().min(16, "a token needs at least 16 characters").optional(),
-  driver: z.enum(["process"]).default("process"),
+  /**
+   * Where instances run: `process` (sandboxed local processes, the default) or `docker` (a container
+   * per instance on a Docker engine, each revision built into an image).
+   */
+  driver: z.enum(["process", "docker"]).default("process"),
   sandbox: z.enum(["auto", "bwrap", "none"]).default("auto"),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   templatesDir: z.string().default(path.join(PACKAGE_ROOT, "templates")),
@@ -91,6 +96,27 @@ export const ConfigSchema = z.object({
   callbackRetries: z.coerce.number().int().min(0).max(10).default(3),
   /** How long a callback URL has to answer. */
   callbackTimeoutMs: z.coerce.number().int().positive().default(10_000),
+  // ── docker (src/drivers/docker/, src/builder/image/) ──────────────────────
+  /**
+   * How long an image no revision uses is kept after its build or last use, before the image garbage
+   * collector removes it (`14d`, `12h`; a bare number is seconds).
+   */
+  imageRetention: z
+    .union([z.number(), z.string()])
+    .default("14d")
+    .transform((value, ctx) => {
+      const ms = parseDuration(value);
+      if (ms === undefined || ms <= 0) {
+        ctx.addIssue({ code: "custom", message: `"${value}" is not a duration (write e.g. 14d, 12h)` });
+        return z.NEVER;
+      }
+      return ms;
+    }),
+  /** The bridge network docker instances join (created when missing). */
+  dockerNetwork: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, "a Docker network name")
+    .default("funcd"),
   /** Stack file deployed at start-up (`funcd server --up funcd.yaml`). */
   up: z.string().optional(),
 

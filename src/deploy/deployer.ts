@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import type { ArtifactCache } from "../builder/artifacts.js";
 import { type CodeFile, filesFromArchive, filesFromMap } from "../builder/code.js";
 import type { DependencyCache } from "../builder/dependencies.js";
@@ -9,7 +8,12 @@ import type { Clock } from "../shared/clock.js";
 import { FuncdError, messageOf } from "../shared/errors.js";
 import type { Logger } from "../shared/logger.js";
 import type { FunctionRecord, ManifestEntry, RevisionRecord, Store } from "../store/types.js";
+import { type BuildTest, testInstance } from "./build-tests.js";
+import type { RevisionImages } from "./images.js";
+import { revisionId, runFields } from "./revision-id.js";
 import type { DeployRequest, FunctionSpec } from "./spec.js";
+
+export { revisionId } from "./revision-id.js";
 
 export interface DeployResult {
   function: FunctionRecord;
@@ -26,6 +30,18 @@ export interface DependencyUse {
 }
 
 export type Progress = (message: string) => void;
+
+/** A revision made ready to start: its folder (and image), and the revision record saying so. */
+interface Prepared {
+  servable: ServableRevision;
+  dependencies: DependencyUse | null;
+  revision: RevisionRecord;
+}
+
+/** A prepared revision with an instance that loaded it and passed its tests. */
+interface Proven extends Prepared {
+  warm: LiveInstance;
+}
 
 export interface DeployerOptions {
   store: Store;
@@ -44,23 +60,17 @@ export interface DeployerOptions {
    */
   buildLog?: (functionName: string, revisionId: string, text: string) => void;
   /**
+   * The docker driver in image mode: builds each revision's image. Absent with the process driver, where
+   * revisions run from their artifact folder (as they do with `build: none` on docker).
+   */
+  images?: RevisionImages;
+  /** Called with an image's tag when a revision that runs it starts serving (deploy, rollback, restore). */
+  imageUsed?: (tag: string) => void;
+  /**
    * Called after the set of functions (or a function's runtime) may have changed: after restore, after a
    * deploy or rollback switched a revision, after a delete. The warm pool sizes itself from it.
    */
   onFunctionsChanged?: () => void;
-}
-
-/** Spec fields that change what runs inside an instance; the rest (routes, scale, labels) apply live. */
-function instanceSpec(spec: FunctionSpec) {
-  return {
-    runtime: spec.runtime,
-    handler: spec.handler,
-    env: spec.env,
-    memory: spec.memory,
-    timeout: spec.timeout,
-    // Only when not the default, so revisions deployed before the field existed keep their ids.
-    ...(spec.handlerStyle && spec.handlerStyle !== "auto" ? { handlerStyle: spec.handlerStyle } : {}),
-  };
 }
 
 /**
@@ -87,8 +97,11 @@ export class Deployer {
       const revision = fn.activeRevision ? this.#o.store.revisions.get(fn.activeRevision) : undefined;
       if (!revision) continue;
       try {
-        const servable = await this.#servable(revision);
+        const { servable, revision: prepared } = await this.#prepare(revision, fn.spec, () => {});
+        // The image was missing and built again (or the driver changed): remember what runs now.
+        if (prepared.image !== revision.image) this.#o.store.revisions.put(prepared);
         this.#o.fleet.activate(fn.name, fn.spec, servable);
+        if (prepared.image) this.#o.imageUsed?.(prepared.image);
       } catch (err) {
         this.#o.logger.error({ function: fn.name, err: messageOf(err) }, "cannot restore function");
       }
@@ -137,8 +150,11 @@ export class Deployer {
 
   remove(name: string): Promise<void> {
     return this.#serialized(name, async () => {
-      this.#require(name);
+      const current = this.#require(name);
       const revisions = this.#o.store.revisions.listFor(name);
+      // Its image served until now: the image collector's retention counts from here.
+      const image = revisions.find((r) => r.id === current.activeRevision)?.image;
+      if (image) this.#o.imageUsed?.(image);
       this.#o.store.transaction(() => {
         this.#o.store.functions.delete(name);
         this.#o.store.revisions.deleteFor(name);
@@ -242,11 +258,20 @@ export class Deployer {
       const active = this.#o.store.revisions.get(id);
       if (active) {
         if (depsKey) progress("dependencies unchanged (cache hit)");
+        if (active.image && this.#o.images && spec.build !== "none") {
+          progress(`image ${active.image} unchanged (cache hit)`);
+        }
         const dependencies = depsKey ? { key: depsKey, cached: true } : null;
         const changed = JSON.stringify(existing.spec) !== JSON.stringify(spec);
         if (!changed) return { function: existing, revision: active, changed: false, dependencies };
-        const record = this.updateSettings(name, spec);
-        return { function: record, revision: active, changed: true, dependencies };
+        const newTests = spec.tests ?? [];
+        if (newTests.length === 0 || sameJson(newTests, existing.spec.tests ?? [])) {
+          const record = this.updateSettings(name, spec);
+          return { function: record, revision: active, changed: true, dependencies };
+        }
+        // Same code, new tests: they must pass against the revision before the spec holding them is kept.
+        const proven = await this.#prove(active, spec, progress, { tests: newTests });
+        return this.#switchTo(name, spec, proven.revision, existing, proven, progress);
       }
     }
 
@@ -261,9 +286,14 @@ export class Deployer {
       error: null,
       createdAt: known?.createdAt ?? this.#o.clock.now(),
       depsKey,
+      // The same content deployed before (a revert): its image, if still there, is what runs again.
+      ...(known?.image ? { image: known.image, buildLog: known.buildLog ?? null } : {}),
     };
-    const proven = await this.#prove(revision, spec, progress, existing !== undefined);
-    return this.#switchTo(name, spec, revision, existing, proven, progress);
+    const proven = await this.#prove(revision, spec, progress, {
+      tests: spec.tests ?? [],
+      keepFailure: existing !== undefined,
+    });
+    return this.#switchTo(name, spec, proven.revision, existing, proven, progress);
   }
 
   async #rollback(name: string, to?: string): Promise<DeployResult> {
@@ -297,40 +327,73 @@ export class Deployer {
       const dependencies = target.depsKey ? { key: target.depsKey, cached: true } : null;
       return { function: current, revision: target, changed: false, dependencies };
     }
-    const spec: FunctionSpec = { ...current.spec, ...instanceSpec(target.spec) };
-    const proven = await this.#prove(target, spec, () => {}, true);
-    return this.#switchTo(name, spec, target, current, proven, () => {});
+    const spec: FunctionSpec = { ...current.spec, ...runFields(target.spec) };
+    // No build-time tests: the revision passed them when it was deployed.
+    const proven = await this.#prove(target, spec, () => {}, { keepFailure: true });
+    return this.#switchTo(name, spec, proven.revision, current, proven, () => {});
   }
 
   /**
-   * Installs the revision's dependencies (or finds them cached), prepares its artifact and starts one
-   * instance of it; a failure is recorded on the revision and thrown.
+   * Installs the revision's dependencies (or finds them cached), prepares its artifact (and, with the
+   * docker driver, its image), starts one instance of it and runs the spec's build-time tests against
+   * that instance; a failure is recorded on the revision (unless it is the one serving) and thrown, and
+   * nothing else changed.
    */
   async #prove(
     revision: RevisionRecord,
     spec: FunctionSpec,
     progress: Progress,
-    keepFailure: boolean,
-  ): Promise<{ warm: LiveInstance; dependencies: DependencyUse | null }> {
+    options: { keepFailure?: boolean; tests?: readonly BuildTest[] },
+  ): Promise<Proven> {
+    const serving = this.#o.store.functions.get(revision.functionName)?.activeRevision === revision.id;
+    // The image build's output as it streamed: a failed build returns no log, so the revision keeps this.
+    const lines: string[] = [];
+    let prepared = revision;
+    let warm: LiveInstance | undefined;
     try {
       progress(`preparing revision #${revision.number}`);
-      const { servable, dependencies } = await this.#prepare(revision, progress);
+      const ready = await this.#prepare(revision, spec, progress, lines);
+      prepared = ready.revision;
       progress("starting an instance to check that the handler loads");
-      const warm = await this.#o.fleet.prepare(revision.functionName, spec, servable);
-      return { warm, dependencies };
+      warm = await this.#o.fleet.prepare(revision.functionName, spec, ready.servable);
+      const tests = options.tests ?? [];
+      if (tests.length > 0) {
+        if (!warm.upstream) throw new FuncdError("INTERNAL", `Instance ${warm.id} has no connection to test`);
+        const log = (text: string) =>
+          this.#o.buildLog?.(revision.functionName, revision.id, `funcd: ${text}`);
+        await testInstance({
+          upstream: warm.upstream,
+          functionName: revision.functionName,
+          timeoutMs: spec.timeout,
+          tests,
+          onProgress: (line) => {
+            progress(line);
+            log(line);
+          },
+        });
+      }
+      return { ...ready, warm, revision: prepared };
     } catch (err) {
+      if (warm) await this.#o.fleet.discard(warm).catch(() => undefined);
       const error =
         err instanceof FuncdError
           ? err
           : new FuncdError("DEPLOY_FAILED", `Deploying "${revision.functionName}" failed: ${messageOf(err)}`);
-      if (keepFailure) {
-        this.#o.store.revisions.put({ ...revision, status: "failed", error: error.message });
+      if (options.keepFailure && !serving) {
+        const buildLog = prepared.buildLog ?? (lines.length > 0 ? lines.join("\n") : logFromError(error));
+        this.#o.store.revisions.put({ ...prepared, status: "failed", error: error.message, buildLog });
       }
-      await this.#o.artifacts.remove(revision.id).catch(() => undefined);
-      const previous = keepFailure ? " The previous revision keeps serving." : "";
+      // The serving revision's folder is in use by its instances.
+      if (!serving) await this.#o.artifacts.remove(revision.id).catch(() => undefined);
+      const previous = options.keepFailure ? " The previous revision keeps serving." : "";
+      // A multi-line message (a test diff) keeps its first line as the sentence, the rest below it.
+      const [first, ...rest] = error.message.split("\n");
       throw new FuncdError(
         error.code,
-        `Cannot deploy "${revision.functionName}" (revision #${revision.number}): ${error.message}${previous}`,
+        [
+          `Cannot deploy "${revision.functionName}" (revision #${revision.number}): ${first}${previous}`,
+          ...rest,
+        ].join("\n"),
         {
           cause: err,
           extra: { revision: revision.id, ...error.extra },
@@ -344,7 +407,7 @@ export class Deployer {
     spec: FunctionSpec,
     revision: RevisionRecord,
     existing: FunctionRecord | undefined,
-    { warm, dependencies }: { warm: LiveInstance; dependencies: DependencyUse | null },
+    { warm, dependencies, servable }: Proven,
     progress: Progress,
   ): Promise<DeployResult> {
     const now = this.#o.clock.now();
@@ -367,32 +430,33 @@ export class Deployer {
       throw err;
     }
     progress(`switching traffic to revision #${revision.number}`);
-    this.#o.fleet.activate(name, spec, await this.#servable(ready), warm);
+    this.#o.fleet.activate(name, spec, servable, warm);
+    if (ready.image) this.#o.imageUsed?.(ready.image);
     this.#o.onFunctionsChanged?.();
     this.#o.logger.info({ function: name, revision: revision.id, number: revision.number }, "deployed");
     return { function: record, revision: ready, changed: true, dependencies };
   }
 
-  async #servable(revision: RevisionRecord): Promise<ServableRevision> {
-    return (await this.#prepare(revision, () => {})).servable;
-  }
-
   /**
    * The revision's artifact folder: there already, or written now — after its dependencies are
-   * installed into the shared cache (or found there), whose entry is then linked into the folder.
+   * installed into the shared cache (or found there), whose entry is then linked into the folder. With
+   * the docker driver in image mode, then its image: built from the same files and dependencies, or
+   * found by its content hash. The returned revision carries the image and its build log.
    */
   async #prepare(
     revision: RevisionRecord,
+    spec: FunctionSpec,
     progress: Progress,
-  ): Promise<{ servable: ServableRevision; dependencies: DependencyUse | null }> {
+    lines: string[] = [],
+  ): Promise<Prepared> {
     let depsDir: string | undefined;
     let dependencies: DependencyUse | null = null;
+    const log = (text: string) => this.#o.buildLog?.(revision.functionName, revision.id, text);
     const plan =
       revision.depsKey && !this.#o.artifacts.has(revision.id)
         ? this.#o.dependencies.plan(this.#o.runtimes.get(revision.spec.runtime), revision.files)
         : null;
     if (plan) {
-      const log = (text: string) => this.#o.buildLog?.(revision.functionName, revision.id, text);
       const ensured = await this.#o.dependencies.ensure(plan, {
         functionName: revision.functionName,
         onProgress: (message) => {
@@ -410,7 +474,48 @@ export class Deployer {
       dependencies = { key: revision.depsKey, cached: true };
     }
     const artifactDir = await this.#o.artifacts.materialize(revision.id, revision.files, depsDir);
-    return { servable: { id: revision.id, number: revision.number, artifactDir }, dependencies };
+    let prepared = revision;
+    // Without an image builder (process driver) or buildless, instances run the artifact folder; a
+    // recorded image stays on the revision for when the daemon runs docker again.
+    const images = spec.build === "none" ? undefined : this.#o.images;
+    if (images && revision.image && (await images.exists(revision.image))) {
+      // The revision was built before (an earlier deploy, a rollback, a restart): run what was proven.
+      progress(`image ${revision.image} exists (cache hit)`);
+    } else if (images) {
+      const built = await images.build({
+        revision,
+        spec,
+        template: this.#o.runtimes.get(spec.runtime),
+        artifactDir,
+        dependencies: revision.depsKey
+          ? { key: revision.depsKey, dir: depsDir ?? this.#o.dependencies.dirFor(revision.depsKey) }
+          : undefined,
+        onProgress: (line) => {
+          lines.push(line);
+          progress(line);
+          log(line);
+        },
+      });
+      // A cache hit builds nothing and has no log of its own: the log of the build that made the image.
+      const buildLog = built.cached ? (revision.buildLog ?? this.#buildLogOf(built.tag)) : built.log;
+      prepared = { ...revision, image: built.tag, buildLog };
+    }
+    const servable: ServableRevision = {
+      id: revision.id,
+      number: revision.number,
+      artifactDir,
+      ...(images && prepared.image ? { image: prepared.image } : {}),
+    };
+    return { servable, dependencies, revision: prepared };
+  }
+
+  /** The build log some revision keeps for `image` (revisions differing only in env share an image). */
+  #buildLogOf(image: string): string | null {
+    for (const id of this.#o.store.revisions.images().get(image) ?? []) {
+      const log = this.#o.store.revisions.get(id)?.buildLog;
+      if (log) return log;
+    }
+    return null;
   }
 
   #planDependencies(name: string, template: TemplateMeta, manifest: readonly ManifestEntry[]) {
@@ -482,30 +587,22 @@ export class Deployer {
   }
 }
 
+function sameJson(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/** The build log an image build failure carries (`extra.log`: text or lines), if any. */
+function logFromError(error: FuncdError): string | null {
+  const log = error.extra.log;
+  if (typeof log === "string") return log;
+  if (Array.isArray(log)) return log.map(String).join("\n");
+  return null;
+}
+
 function mergeFiles(a: CodeFile[], b: CodeFile[]): CodeFile[] {
   const map = new Map(a.map((f) => [f.path, f]));
   for (const f of b) map.set(f.path, f);
   return [...map.values()].sort((x, y) => (x.path < y.path ? -1 : 1));
-}
-
-/**
- * The content hash that names a revision: function, what runs, every file's hash and mode, and the
- * dependency install's key (so a change in how dependencies resolve is a new revision). Revisions
- * without dependencies hash as they did before dependencies were installed.
- */
-export function revisionId(
-  name: string,
-  spec: FunctionSpec,
-  manifest: readonly ManifestEntry[],
-  depsKey: string | null = null,
-): string {
-  const hash = createHash("sha256");
-  hash.update(JSON.stringify({ name, ...instanceSpec(spec) }));
-  for (const f of [...manifest].sort((x, y) => (x.path < y.path ? -1 : 1))) {
-    hash.update(`\n${f.path}\0${f.hash}\0${f.mode}`);
-  }
-  if (depsKey) hash.update(`\ndeps\0${depsKey}`);
-  return hash.digest("hex").slice(0, 20);
 }
 
 /** Fails early, with the file list, when the handler's file is not in the upload. */

@@ -1,5 +1,7 @@
 import { z } from "zod";
+import { DEFAULT_MEMORY_MB, PROFILE_NAMES, parseCpu, profileResources } from "../drivers/docker/resources.js";
 import { parseDuration } from "../shared/duration.js";
+import { BuildTestSchema } from "./build-tests.js";
 
 /** Function names become URL segments, log tags and (later) image names and DNS labels. */
 export const FUNCTION_NAME = /^[a-z][a-z0-9-]{0,62}$/;
@@ -44,11 +46,29 @@ export const RouteSchema = z
     }
   });
 
+export const ScaleSchema = z
+  .object({
+    min: z.number().int().min(0).max(100).default(0),
+    max: z.number().int().min(1).max(100).default(10),
+    idleTimeout: duration(5 * 60_000, 24 * 3_600_000),
+    /** Fraction of `concurrency` the autoscaler aims for per instance. */
+    targetUtilization: z.number().min(0.05).max(1).default(0.7),
+    /** The autoscaler averages concurrency over this window to decide how many instances to keep. */
+    stableWindow: duration(60_000, 3_600_000),
+    /** A burst seen over this shorter window scales up at once (panic mode). */
+    panicWindow: duration(6_000, 600_000),
+  })
+  .prefault({});
+
+/** An image reference as Docker takes it: `name[:tag][@digest]`, with an optional registry/namespace. */
+const IMAGE_REF =
+  /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::\d+)?(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$/;
+
 /**
- * The function spec users write in `funcd.yaml` and send to the API. It holds no
- * code: code travels next to it (files or an archive) and is stored by hash.
+ * The spec's fields, before a profile fills in `memory` and `cpu` (see `withResources`). Exported for
+ * schemas that extend it; parse specs with `FunctionSpecSchema`.
  */
-export const FunctionSpecSchema = z.object({
+export const FunctionSpecFields = z.object({
   name: z
     .string()
     .regex(FUNCTION_NAME, "names are lower-case letters, digits and '-', starting with a letter"),
@@ -64,26 +84,82 @@ export const FunctionSpecSchema = z.object({
       "kubeless: main(event, context); lambda: AWS payload 2.0 events; auto: lambda when the export is `handler`",
     ),
   env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string()).default({}),
-  memory: z.number().int().min(32).max(65_536).default(256).describe("memory limit in MiB"),
+  memory: z
+    .number()
+    .int()
+    .min(32)
+    .max(65_536)
+    .optional()
+    .describe(`memory limit in MiB (default: the profile's, else ${DEFAULT_MEMORY_MB})`),
+  cpu: z
+    .union([z.number(), z.string()])
+    .optional()
+    .transform((value, ctx) => {
+      if (value === undefined) return undefined;
+      try {
+        return parseCpu(value);
+      } catch (err) {
+        ctx.addIssue({ code: "custom", message: err instanceof Error ? err.message : String(err) });
+        return z.NEVER;
+      }
+    })
+    .describe(
+      'CPU limit in cores (0.5) or millicores ("500m"); default: the profile\'s, else no limit. Docker driver only',
+    ),
+  profile: z
+    .enum(PROFILE_NAMES)
+    .optional()
+    .describe("a resource preset (Kyma's): fills memory and cpu where they are not given"),
   timeout: duration(30_000, 15 * 60_000).describe("per-invocation timeout"),
   concurrency: z.number().int().min(1).max(1000).optional().describe("requests in flight per instance"),
   routes: z.array(RouteSchema).max(32).default([]),
-  scale: z
-    .object({
-      min: z.number().int().min(0).max(100).default(0),
-      max: z.number().int().min(1).max(100).default(10),
-      idleTimeout: duration(5 * 60_000, 24 * 3_600_000),
-      /** Fraction of `concurrency` the autoscaler aims for per instance. */
-      targetUtilization: z.number().min(0.05).max(1).default(0.7),
-      /** The autoscaler averages concurrency over this window to decide how many instances to keep. */
-      stableWindow: duration(60_000, 3_600_000),
-      /** A burst seen over this shorter window scales up at once (panic mode). */
-      panicWindow: duration(6_000, 600_000),
-    })
-    .prefault({}),
+  scale: ScaleSchema,
   labels: z.record(z.string(), z.string()).default({}),
   annotations: z.record(z.string(), z.string()).default({}),
+  network: z
+    .enum(["default", "none"])
+    .optional()
+    .describe(
+      "none: the instance may open no connections of its own (docker driver); default: outbound allowed",
+    ),
+  build: z
+    .enum(["image", "none"])
+    .optional()
+    .describe(
+      "docker driver: image (default) builds an image per revision; none runs the runtime's image with the code mounted",
+    ),
+  baseImage: z
+    .string()
+    .regex(IMAGE_REF, "an image reference such as node:20-slim")
+    .optional()
+    .describe("docker driver: build on this base image instead of the template's"),
+  tests: z
+    .array(BuildTestSchema)
+    .max(100)
+    .optional()
+    .describe("requests sent to a new revision before it serves; any failure fails the deploy"),
 });
+
+/** The fields `withResources` reads. */
+type Resources = Pick<z.output<typeof FunctionSpecFields>, "memory" | "cpu" | "profile">;
+
+/**
+ * Fills `memory` and `cpu` from the profile where the spec does not give them (explicit values win),
+ * and `memory` with the default when there is neither. A transform rather than a field default because
+ * the profile must see whether `memory` was written.
+ */
+export function withResources<T extends Resources>(spec: T): Omit<T, "memory"> & { memory: number } {
+  const profile = spec.profile ? profileResources(spec.profile) : undefined;
+  const memory = spec.memory ?? profile?.memoryMb ?? DEFAULT_MEMORY_MB;
+  const cpu = spec.cpu ?? profile?.cpus;
+  return { ...spec, memory, ...(cpu === undefined ? {} : { cpu }) };
+}
+
+/**
+ * The function spec users write in `funcd.yaml` and send to the API. It holds no
+ * code: code travels next to it (files or an archive) and is stored by hash.
+ */
+export const FunctionSpecSchema = FunctionSpecFields.transform(withResources);
 
 export type FunctionSpecInput = z.input<typeof FunctionSpecSchema>;
 export type FunctionSpec = z.output<typeof FunctionSpecSchema>;
@@ -97,7 +173,9 @@ export const CodeSchema = z.object({
   archive: z.string().optional().describe("base64 of a .tar.gz holding the function folder"),
 });
 
-export const DeployRequestSchema = FunctionSpecSchema.extend(CodeSchema.shape);
+/** The deploy body's fields (spec + code) before the profile is applied; extend this, parse with the schema. */
+export const DeployRequestFields = FunctionSpecFields.extend(CodeSchema.shape);
+export const DeployRequestSchema = DeployRequestFields.transform(withResources);
 export type DeployRequest = z.output<typeof DeployRequestSchema>;
 
 /** Default requests in flight per instance when the spec does not say (Node handles many at once). */

@@ -54,6 +54,23 @@ export interface DriverConformanceOptions {
   /** Default `nodejs20`. */
   runtime?: string;
   /**
+   * How to tell that an instance is gone. Called while `info` runs, it returns a check listing what of
+   * the instance still runs or exists (empty: nothing). Default: the instance's local process tree, for
+   * drivers that report a pid (Linux); a driver without pids (containers) says how to look.
+   */
+  remains?: (info: InstanceInfo) => Promise<() => Promise<string[]>>;
+  /**
+   * The driver's `reconcile()` adopts a healthy instance a previous driver left (lists it with
+   * `adopted: true`, keeps it serving) instead of removing it. Default false: removed.
+   */
+  adopts?: boolean;
+  /**
+   * Variables the instance's environment may hold besides the function's env, the FUNCD_* contract
+   * and PATH/HOME/NODE_ENV/PWD/HOSTNAME — e.g. the ENV of a container image (`NODE_VERSION`). Never
+   * the daemon's.
+   */
+  ambientEnv?: string[];
+  /**
    * Cases this driver cannot pass yet, each with the reason. The pool cases (`pool*`) skip themselves
    * for a driver without the optional `startGeneric` and `specialize`.
    */
@@ -133,7 +150,8 @@ const TITLES: Record<CaseName, string> = {
   env: "the instance's env holds only the function's env and the contract variables",
   list: "list() reflects started and stopped instances",
   dispose: "dispose() leaves no process behind",
-  reconcile: "reconcile() removes an instance left by a previous driver",
+  reconcile:
+    "reconcile() removes (or, if the driver adopts, takes over) an instance left by a previous driver",
   poolSpecialize: "a generic instance specializes into the function and answers",
   poolEnvAndLimits: "specialization applies the function's env and memory limit",
   poolLoadFailure:
@@ -183,10 +201,11 @@ async function eventually<T>(check: () => T | undefined, what: string, timeoutMs
   }
 }
 
-/** The pids of an instance's process tree, where the driver reports a local pid (Linux). */
-async function localProcesses(info: InstanceInfo): Promise<number[]> {
-  if (info.pid === undefined || process.platform !== "linux") return [];
-  return processTree(info.pid);
+/** The default `remains`: the instance's process tree, where the driver reports a local pid (Linux). */
+async function localProcesses(info: InstanceInfo): Promise<() => Promise<string[]>> {
+  if (info.pid === undefined || process.platform !== "linux") return async () => [];
+  const pids = await processTree(info.pid);
+  return async () => (await stillRunning(pids)).map((pid) => `process ${pid}`);
 }
 
 async function stillRunning(pids: number[]): Promise<number[]> {
@@ -197,6 +216,11 @@ async function stillRunning(pids: number[]): Promise<number[]> {
 /** Registers the conformance cases for one driver. */
 export function runDriverConformance(options: DriverConformanceOptions): void {
   const runtime = options.runtime ?? "nodejs20";
+  const remains = options.remains ?? localProcesses;
+  const ambientEnv = new Set([...AMBIENT_ENV, ...(options.ambientEnv ?? [])]);
+  /** What of all `infos` is left. */
+  const leftOf = async (checks: (() => Promise<string[]>)[]) =>
+    (await Promise.all(checks.map((check) => check()))).flat();
   let counter = 0;
 
   /** A driver for the current case, disposed when the case ends; with its log lines and events. */
@@ -331,7 +355,7 @@ export function runDriverConformance(options: DriverConformanceOptions): void {
       const spec = await specFor("stubborn", { "handler.js": HANDLERS.ignoresTerm });
       const info = await driver.start(spec);
       expect((await invokeInstance(info.address)).text).toBe("armed");
-      const pids = await localProcesses(info);
+      const left = await remains(info);
       const began = Date.now();
       await driver.stop(spec.instanceId, { graceMs: 800 });
       const took = Date.now() - began;
@@ -340,18 +364,18 @@ export function runDriverConformance(options: DriverConformanceOptions): void {
       // SIGTERM came first and reached the runtime; only then the kill.
       expect(logs.some((line) => line.text.includes("ignoring SIGTERM"))).toBe(true);
       expect(driver.list()).toEqual([]);
-      expect(await stillRunning(pids)).toEqual([]);
+      expect(await left()).toEqual([]);
     });
 
     test("stopGraceful", async () => {
       const { driver, events } = await setup();
       const spec = await specFor("polite", { "handler.js": HANDLERS.hello });
       const info = await driver.start(spec);
-      const pids = await localProcesses(info);
+      const left = await remains(info);
       const began = Date.now();
       await driver.stop(spec.instanceId, { graceMs: 20_000 });
       expect(Date.now() - began).toBeLessThan(5_000);
-      expect(await stillRunning(pids)).toEqual([]);
+      expect(await left()).toEqual([]);
       // A requested stop is not news.
       expect(events).toEqual([]);
     });
@@ -448,7 +472,7 @@ export function runDriverConformance(options: DriverConformanceOptions): void {
       expect(env).not.toHaveProperty("NODE_EXTRA_CA_CERTS");
       expect(env).not.toHaveProperty("FUNCD_CONFORMANCE_DAEMON_SECRET");
       const unexpected = Object.keys(env).filter(
-        (key) => !(key in fnEnv) && !key.startsWith("FUNCD_") && !AMBIENT_ENV.has(key),
+        (key) => !(key in fnEnv) && !key.startsWith("FUNCD_") && !ambientEnv.has(key),
       );
       expect(unexpected).toEqual([]);
     });
@@ -484,10 +508,10 @@ export function runDriverConformance(options: DriverConformanceOptions): void {
       const infos = await Promise.all(specs.map((spec) => driver.start(spec)));
       // One of them will not go quietly.
       await invokeInstance((infos[1] as InstanceInfo).address);
-      const pids = (await Promise.all(infos.map(localProcesses))).flat();
+      const left = await Promise.all(infos.map(remains));
       await driver.dispose();
       expect(driver.list()).toEqual([]);
-      expect(await stillRunning(pids)).toEqual([]);
+      expect(await leftOf(left)).toEqual([]);
       for (const info of infos) await expect(invokeInstance(info.address)).rejects.toThrow();
     });
 
@@ -497,12 +521,27 @@ export function runDriverConformance(options: DriverConformanceOptions): void {
       onTestFinished(() => first.dispose());
       const spec = await specFor("leftover", { "handler.js": HANDLERS.hello });
       const info = await first.start(spec);
-      const pids = await localProcesses(info);
+      const left = await remains(info);
       // `first` is abandoned without dispose(), as a crashed daemon would leave it.
       const { driver: second } = await setup();
       const { removed } = await second.reconcile();
-      expect(removed).toBeGreaterThanOrEqual(1);
-      expect(await stillRunning(pids)).toEqual([]);
+      if (options.adopts) {
+        // Still healthy: taken over, serving on, and stopped like any instance of the new driver.
+        expect(removed).toBe(0);
+        expect(second.list()).toMatchObject([
+          {
+            instanceId: spec.instanceId,
+            functionName: "leftover",
+            revisionId: spec.revisionId,
+            adopted: true,
+          },
+        ]);
+        expect((await invokeInstance(info.address)).text).toBe("hello from leftover");
+        await second.stop(spec.instanceId);
+      } else {
+        expect(removed).toBeGreaterThanOrEqual(1);
+      }
+      expect(await left()).toEqual([]);
       await expect(invokeInstance(info.address)).rejects.toThrow();
       expect(second.list()).toEqual([]);
       // Nothing is left for a third look.
@@ -574,7 +613,7 @@ export function runDriverConformance(options: DriverConformanceOptions): void {
       });
       expect(env).not.toHaveProperty("FUNCD_GENERIC");
       const unexpected = Object.keys(env).filter(
-        (key) => !(key in fnEnv) && !key.startsWith("FUNCD_") && !AMBIENT_ENV.has(key),
+        (key) => !(key in fnEnv) && !key.startsWith("FUNCD_") && !ambientEnv.has(key),
       );
       expect(unexpected).toEqual([]);
       await driver.stop(spec.instanceId);

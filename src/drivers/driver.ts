@@ -61,6 +61,11 @@ export interface InstanceInfo {
   exit?: InstanceExit;
   /** Set when the instance is a warm-pool runtime specialized into the function (the pool logged its start). */
   fromPool?: boolean;
+  /**
+   * Set when `reconcile()` took the instance over from a previous daemon run (it was still running and
+   * healthy) instead of removing it; the fleet claims such instances for their revision.
+   */
+  adopted?: boolean;
 }
 
 export interface LogLine {
@@ -106,7 +111,10 @@ export interface Driver {
    * and failed starts emit nothing. Returns an unsubscribe function.
    */
   onEvent(listener: (event: DriverEvent) => void): () => void;
-  /** Remove what a previous daemon run left behind (processes, sockets, cgroups). */
+  /**
+   * Remove what a previous daemon run left behind (processes, sockets, cgroups). A driver may instead
+   * adopt instances that still run healthy (listed with `adopted: true`); `removed` counts removals only.
+   */
   reconcile(): Promise<{ removed: number }>;
   /** Stop every instance and release resources. */
   dispose(): Promise<void>;

@@ -40,10 +40,16 @@ export class WorkerExecutionSink implements ExecutionSink {
   #escalated = false;
   #dropped = 0;
 
-  constructor(databaseFile: string, logger: Logger, limits: Partial<WorkerSinkLimits> = {}) {
+  /** `writerUrl`: the compiled writer; tests that run from the sources point it at the build. */
+  constructor(
+    databaseFile: string,
+    logger: Logger,
+    limits: Partial<WorkerSinkLimits> = {},
+    writerUrl: URL = new URL("./execution-writer.js", import.meta.url),
+  ) {
     this.#logger = logger;
     this.#limits = { ...DEFAULT_LIMITS, ...limits };
-    this.#worker = new Worker(new URL("./execution-writer.js", import.meta.url), {
+    this.#worker = new Worker(writerUrl, {
       workerData: { file: databaseFile },
     });
     this.#worker.unref();

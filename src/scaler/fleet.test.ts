@@ -17,6 +17,8 @@ class ScriptedDriver implements Driver {
   readonly name = "scripted";
   readonly started: InstanceSpec[] = [];
   readonly stopped: string[] = [];
+  /** Instances reconcile() took over from a previous daemon run (what list() reports as adopted). */
+  adopted: InstanceInfo[] = [];
   readonly #pending = new Map<string, (info: InstanceInfo) => void>();
   readonly #listeners = new Set<(e: DriverEvent) => void>();
   autoReady = true;
@@ -42,9 +44,10 @@ class ScriptedDriver implements Driver {
   }
   async stop(id: string): Promise<void> {
     this.stopped.push(id);
+    this.adopted = this.adopted.filter((i) => i.instanceId !== id);
   }
   list(): InstanceInfo[] {
-    return [];
+    return [...this.adopted];
   }
   onEvent(listener: (e: DriverEvent) => void): () => void {
     this.#listeners.add(listener);
@@ -58,9 +61,27 @@ class ScriptedDriver implements Driver {
 
 const fakePool = () => ({ close: async () => {}, destroy: async () => {} }) as unknown as Pool;
 
-function setup(scale: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) {
+/** An instance a previous daemon run left running, as a driver lists it after reconcile(). */
+function adoptedInfo(instanceId: string, functionName: string, revisionId: string): InstanceInfo {
+  return {
+    instanceId,
+    functionName,
+    revisionId,
+    address: { host: "127.0.0.1", port: 1 },
+    state: "ready",
+    startedAt: 0,
+    adopted: true,
+  };
+}
+
+function setup(
+  scale: Record<string, unknown> = {},
+  extra: Record<string, unknown> = {},
+  adopted: InstanceInfo[] = [],
+) {
   const clock = new ManualClock();
   const driver = new ScriptedDriver();
+  driver.adopted = adopted;
   const fleet = new Fleet({
     driver,
     clock,
@@ -183,5 +204,30 @@ describe("fleet", () => {
     clock.advance(10_000);
     await settle();
     expect(fleet.status("fn")?.instances.filter((i) => i.state !== "draining")).toHaveLength(2);
+  });
+
+  it("takes the driver's adopted instances of the revision it activates instead of starting new ones", async () => {
+    const { fleet, driver, clock } = setup({ min: 0 }, {}, [
+      adoptedInfo("fn-old-1", "fn", "rev1"),
+      adoptedInfo("fn-stale-1", "fn", "rev0"),
+      adoptedInfo("gone-1", "gone", "rev9"),
+    ]);
+    await settle();
+    // The adopted instance serves: nothing new started.
+    expect(driver.started).toHaveLength(0);
+    expect(fleet.status("fn")?.instances).toEqual([
+      expect.objectContaining({ instanceId: "fn-old-1", revisionId: "rev1", state: "ready" }),
+    ]);
+    // It is kept until a whole idle timeout has passed from its adoption (default 5 min), not reaped at once.
+    clock.advance(60_000);
+    await settle();
+    expect(fleet.status("fn")?.instances.map((i) => i.instanceId)).toEqual(["fn-old-1"]);
+    const l = await lease(fleet);
+    expect(l.instance.id).toBe("fn-old-1");
+    l.release();
+    // After the restore: what no active revision claimed is stopped.
+    expect(await fleet.stopUnclaimedAdopted()).toBe(2);
+    expect(driver.stopped.sort()).toEqual(["fn-stale-1", "gone-1"]);
+    expect(await fleet.stopUnclaimedAdopted()).toBe(0);
   });
 });

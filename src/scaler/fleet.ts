@@ -1,6 +1,6 @@
 import type { EventEmitter } from "node:events";
 import type { Pool } from "undici";
-import type { FunctionSpec } from "../deploy/spec.js";
+import { defaultConcurrency, type FunctionSpec } from "../deploy/spec.js";
 import type { Driver, DriverEvent, InstanceAddress } from "../drivers/driver.js";
 import type { DaemonMetrics } from "../observability/metrics.js";
 import type { Clock } from "../shared/clock.js";
@@ -12,7 +12,7 @@ import { type BackoffPolicy, crashBackoff } from "./backoff.js";
 import { failingError, isFailing, recordCrash, scheduleRestart } from "./crashes.js";
 import { ExitLog } from "./exits.js";
 import { checkHealth } from "./health.js";
-import { newInstance, startInstance } from "./instance.js";
+import { adoptedInstance, newInstance, startInstance } from "./instance.js";
 import { lease } from "./lease.js";
 import {
   type FleetHost,
@@ -166,7 +166,9 @@ export class Fleet {
 
   /**
    * Makes `revision` the one that serves: a prepared instance joins the pool,
-   * instances of other revisions drain (finish what they hold, then stop).
+   * instances the driver adopted from a previous daemon run for this revision
+   * join it too (instead of new ones starting), instances of other revisions
+   * drain (finish what they hold, then stop).
    */
   activate(name: string, spec: FunctionSpec, revision: ServableRevision, warm?: LiveInstance): void {
     this.upsert(name, spec);
@@ -175,6 +177,7 @@ export class Fleet {
     unit.consecutiveCrashes = 0;
     unit.backoffUntil = 0;
     unit.lastStartError = null;
+    this.#claimAdopted(unit, revision);
     if (warm) {
       unit.instances.set(warm.id, warm);
       // The deploy's proving instance stays warm for an idle timeout, as if it had just served.
@@ -186,6 +189,30 @@ export class Fleet {
     this.#ensureMin(unit);
     dispatch(this.#host, unit);
     this.#publishGauges(unit);
+  }
+
+  /**
+   * Stops the instances the driver adopted from a previous daemon run that no
+   * `activate` claimed (their function is gone, or serves another revision now).
+   * Called once after the restore; resolves with how many it stopped.
+   */
+  async stopUnclaimedAdopted(): Promise<number> {
+    const unclaimed = this.#o.driver.list().filter((i) => i.adopted && !this.#byInstance.has(i.instanceId));
+    await Promise.all(
+      unclaimed.map(async (info) => {
+        this.#o.logger.info(
+          { function: info.functionName, instance: info.instanceId, revision: info.revisionId },
+          "stopping an instance of a previous run that no active revision claims",
+        );
+        await this.#o.driver.stop(info.instanceId, { graceMs: 5000 }).catch((err: unknown) => {
+          this.#o.logger.warn(
+            { instance: info.instanceId, err: messageOf(err) },
+            "stopping an instance failed",
+          );
+        });
+      }),
+    );
+    return unclaimed.length;
   }
 
   /** Stops a function's instances and forgets it; waiting requests get a 404. */
@@ -286,6 +313,21 @@ export class Fleet {
   #newInstance(name: string, revisionId: string): LiveInstance {
     this.#counter++;
     return newInstance(name, revisionId, this.#o.clock.now(), this.#counter);
+  }
+
+  /** Takes the driver's adopted, ready instances of `revision` into the unit, as if just started. */
+  #claimAdopted(unit: Unit, revision: ServableRevision): void {
+    for (const info of this.#o.driver.list()) {
+      if (!info.adopted || info.state !== "ready" || this.#byInstance.has(info.instanceId)) continue;
+      if (info.functionName !== unit.name || info.revisionId !== revision.id) continue;
+      const instance = adoptedInstance(info, this.#o.clock.now());
+      instance.upstream = this.#o.connect(info.address, defaultConcurrency(unit.spec));
+      unit.instances.set(instance.id, instance);
+      this.#byInstance.set(instance.id, instance);
+      this.#o.systemLog(unit.name, revision.id, instance.id, "instance adopted from the previous daemon run");
+      // Its idle timeout starts over, as for a deploy's warm instance: scale to zero waits a full one.
+      unit.lastRequestAt = this.#o.clock.now();
+    }
   }
 
   #ensureMin(unit: Unit): void {

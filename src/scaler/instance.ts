@@ -1,5 +1,6 @@
 import type { FunctionSpec } from "../deploy/spec.js";
 import { defaultConcurrency } from "../deploy/spec.js";
+import type { InstanceInfo } from "../drivers/driver.js";
 import type { FleetHost, LiveInstance, ServableRevision } from "./unit.js";
 
 /** A fresh "starting" instance record; `seq` keeps ids unique within one millisecond. */
@@ -16,6 +17,27 @@ export function newInstance(name: string, revisionId: string, now: number, seq: 
     served: 0,
     startedAt: now,
     readyAt: null,
+    lastUsedAt: now,
+  };
+}
+
+/**
+ * The record of an instance the driver adopted from a previous daemon run: ready, and idle since `now`
+ * (its idle timeout starts over, as after a start).
+ */
+export function adoptedInstance(info: InstanceInfo, now: number): LiveInstance {
+  return {
+    id: info.instanceId,
+    functionName: info.functionName,
+    revisionId: info.revisionId,
+    state: "ready",
+    address: info.address,
+    upstream: null,
+    pid: info.pid,
+    inFlight: 0,
+    served: 0,
+    startedAt: info.startedAt,
+    readyAt: now,
     lastUsedAt: now,
   };
 }
@@ -39,6 +61,9 @@ export async function startInstance(
     env: spec.env,
     memoryMb: spec.memory,
     timeoutMs: spec.timeout,
+    ...(revision.image === undefined ? {} : { image: revision.image }),
+    ...(spec.cpu === undefined ? {} : { cpus: spec.cpu }),
+    ...(spec.network === undefined ? {} : { network: spec.network }),
   });
   instance.address = info.address;
   instance.pid = info.pid;

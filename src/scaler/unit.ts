@@ -21,6 +21,8 @@ export interface ServableRevision {
   id: string;
   number: number;
   artifactDir: string;
+  /** The revision's image (docker driver, image mode); absent: the driver runs `artifactDir`. */
+  image?: string;
 }
 
 export type LiveState = "starting" | "ready" | "draining";

@@ -40,6 +40,7 @@ export const ERRORS = {
   IMAGE_BUILD_FAILED: { status: 422, title: "Image build failed" },
   BUILD_TEST_FAILED: { status: 422, title: "A build-time test failed" },
   IMAGE_NOT_FOUND: { status: 404, title: "Image not found" },
+  IMAGE_IN_USE: { status: 409, title: "Image in use" },
   DAEMON_UNREACHABLE: { status: 503, title: "The funcd daemon cannot be reached" },
 } as const satisfies Record<string, { status: number; title: string }>;
 

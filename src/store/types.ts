@@ -39,6 +39,13 @@ export interface RevisionRecord {
    * absent when it has none. Keeps the install from garbage collection while the revision exists.
    */
   depsKey?: string | null;
+  /**
+   * The image the revision runs as (`funcd/<function>:<hash>`) with the docker driver in image mode;
+   * null or absent otherwise (process driver, buildless mode).
+   */
+  image?: string | null;
+  /** The image build's output (kept for `funcd describe`); null or absent when nothing was built. */
+  buildLog?: string | null;
 }
 
 /** How an invocation ended; `pending` while an async one has not finished yet. */
@@ -144,6 +151,22 @@ export interface RevisionRepo {
   nextNumber(functionName: string): number;
   put(record: RevisionRecord): void;
   deleteFor(functionName: string): number;
+  /**
+   * Every image some revision (of any function, ready or failed) runs as, with the ids of those
+   * revisions: what image garbage collection must keep.
+   */
+  images(): Map<string, string[]>;
+}
+
+/** When each funcd image last started serving; the image garbage collector and `funcd images` read it. */
+export interface ImageUseRepo {
+  /** Records a use at `at` (ms); an earlier date than the one recorded is ignored. */
+  touch(tag: string, at: number): void;
+  lastUsed(tag: string): number | undefined;
+  /** Tag → last use (ms). */
+  all(): Map<string, number>;
+  /** Drops an image's record (it was removed). */
+  forget(tag: string): boolean;
 }
 
 /** Content-addressed file contents. */
@@ -309,6 +332,7 @@ export interface Store {
   executions: ExecutionRepo;
   logs: LogRepo;
   queue: QueueRepo;
+  images: ImageUseRepo;
   /** Run `fn` in one transaction. */
   transaction<T>(fn: () => T): T;
   close(): void;

@@ -113,7 +113,8 @@ export async function startDaemon(options: StartOptions = {}): Promise<Daemon> {
     cli: (args, opts = {}) => runCli(args, { FUNCD_URL: url, FUNCD_DATA_DIR: dataDir }, opts),
     stop: (signal = "SIGTERM") =>
       new Promise((resolve) => {
-        if (child.exitCode !== null) return resolve(child.exitCode);
+        // Already gone (exited, or killed by a signal: then exitCode stays null and signalCode is set).
+        if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode);
         child.once("exit", (code) => resolve(code));
         child.kill(signal);
       }),

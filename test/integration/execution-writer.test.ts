@@ -3,12 +3,13 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
-import { WorkerExecutionSink } from "../../dist/observability/worker-sink.js";
-import { timeOrderedId } from "../../dist/shared/ids.js";
-import { createLogger } from "../../dist/shared/logger.js";
-import { openSqliteStore } from "../../dist/store/sqlite/index.js";
+import { WorkerExecutionSink } from "../../src/observability/worker-sink.js";
+import { timeOrderedId } from "../../src/shared/ids.js";
+import { createLogger } from "../../src/shared/logger.js";
+import { openSqliteStore } from "../../src/store/sqlite/index.js";
 
-/** The execution writer thread runs from the build (`dist/`), as in the daemon. */
+/** The writer thread runs from the build (`dist/`, made by `npm test`), as in the daemon. */
+const WRITER = new URL("../../dist/observability/execution-writer.js", import.meta.url);
 const dirs: string[] = [];
 afterEach(async () => {
   for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
@@ -43,11 +44,16 @@ describe("execution writer thread", () => {
     dirs.push(dir);
     const file = path.join(dir, "funcd.db");
     const store = openSqliteStore(file);
-    const sink = new WorkerExecutionSink(file, createLogger("silent"), {
-      escalateAt: 50,
-      relaxAt: 10,
-      dropAt: 10_000,
-    });
+    const sink = new WorkerExecutionSink(
+      file,
+      createLogger("silent"),
+      {
+        escalateAt: 50,
+        relaxAt: 10,
+        dropAt: 10_000,
+      },
+      WRITER,
+    );
     for (let b = 0; b < 20; b++) sink.insertMany(Array.from({ length: 25 }, (_, i) => record(b * 25 + i)));
     await waitFor(() => sink.waiting === 0);
     expect(sink.waiting).toBe(0);
@@ -62,11 +68,16 @@ describe("execution writer thread", () => {
     dirs.push(dir);
     const file = path.join(dir, "funcd.db");
     const store = openSqliteStore(file);
-    const sink = new WorkerExecutionSink(file, createLogger("silent"), {
-      escalateAt: 100,
-      relaxAt: 10,
-      dropAt: 100,
-    });
+    const sink = new WorkerExecutionSink(
+      file,
+      createLogger("silent"),
+      {
+        escalateAt: 100,
+        relaxAt: 10,
+        dropAt: 100,
+      },
+      WRITER,
+    );
     // Handed over in one go: the writer has not answered yet, so the second batch finds 100 waiting.
     sink.insertMany(Array.from({ length: 100 }, (_, i) => record(i)));
     sink.insertMany(Array.from({ length: 30 }, (_, i) => record(100 + i)));

@@ -22,6 +22,10 @@ interface DeployOptions {
   min?: number;
   max?: number;
   idleTimeout?: string;
+  profile?: string;
+  cpu?: string;
+  buildless?: boolean;
+  baseImage?: string;
   watch?: boolean;
 }
 
@@ -38,6 +42,11 @@ export function mergeSpec(defaults: SpecFields, options: DeployOptions): SpecFie
   if (options.memory !== undefined) spec.memory = options.memory;
   if (options.timeout !== undefined) spec.timeout = options.timeout;
   if (options.concurrency !== undefined) spec.concurrency = options.concurrency;
+  if (options.profile !== undefined) spec.profile = options.profile;
+  if (options.cpu !== undefined)
+    spec.cpu = /^\d+(\.\d+)?$/.test(options.cpu) ? Number(options.cpu) : options.cpu;
+  if (options.buildless) spec.build = "none";
+  if (options.baseImage !== undefined) spec.baseImage = options.baseImage;
   if (options.route && options.route.length > 0) spec.routes = options.route;
   if (options.env) spec.env = { ...asRecord(defaults.env), ...options.env };
   if (options.min !== undefined || options.max !== undefined || options.idleTimeout !== undefined) {
@@ -67,6 +76,10 @@ export function register(program: Command, deps: CliDeps): void {
     .option("--memory <MiB>", "memory limit in MiB", integer(32, 65_536))
     .option("--timeout <duration>", "per-invocation timeout, e.g. 30s", duration)
     .option("--concurrency <n>", "requests in flight per instance", integer(1, 1000))
+    .option("--profile <size>", "resource preset XS | S | M | L | XL (memory and CPU, as Kyma's)")
+    .option("--cpu <cores>", 'CPU limit in cores or millicores, e.g. 0.5 or "500m" (docker driver)')
+    .option("--buildless", "docker driver: no image build; run the runtime's image with the code mounted")
+    .option("--base-image <image>", "docker driver: build on this base image instead of the template's")
     .option("--min <n>", "instances kept running", integer(0, 100))
     .option("--max <n>", "instances at most", integer(1, 100))
     .option("--idle-timeout <duration>", "stop idle instances after, e.g. 5m", duration)
@@ -79,6 +92,7 @@ Examples:
   $ funcd deploy ./sum --name adder --route /add --env GREETING=hi --timeout 10s
   $ funcd deploy . --min 1 --max 5
   $ funcd deploy ./sum --watch          # hot reload while you edit
+  $ funcd deploy ./sum --buildless      # docker driver: code mounted, no image build
 
 A funcd.yaml or function.yaml in the folder gives defaults; flags win.`,
     )

@@ -23,6 +23,7 @@ export const LABELS = {
   revision: "funcd.revision",
   instance: "funcd.instance",
   kind: "funcd.kind",
+  runtime: "funcd.runtime",
 } as const;
 
 /**

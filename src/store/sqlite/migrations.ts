@@ -157,6 +157,22 @@ export const MIGRATIONS: readonly Migration[] = [
       DROP INDEX IF EXISTS executions_request_id;
     `,
   },
+  {
+    version: 6,
+    name: "revision images and image use",
+    up: `
+      -- The image a revision runs as (docker driver, image mode) and its build's output; NULL otherwise.
+      ALTER TABLE revisions ADD COLUMN image TEXT;
+      ALTER TABLE revisions ADD COLUMN build_log TEXT;
+
+      -- When each funcd image last started serving (a revision switched to it, a daemon start restored
+      -- it, an instance started from it): what the image garbage collector and 'funcd images' go by.
+      CREATE TABLE images (
+        tag TEXT PRIMARY KEY,
+        last_used_at INTEGER NOT NULL
+      );
+    `,
+  },
 ];
 
 /** The schema version this build of funcd writes. */

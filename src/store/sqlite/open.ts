@@ -5,6 +5,7 @@ import type { Store } from "../types.js";
 import { sqliteBlobRepo } from "./blobs.js";
 import { sqliteExecutionRepo } from "./executions.js";
 import { sqliteFunctionRepo } from "./functions.js";
+import { sqliteImageUseRepo } from "./images.js";
 import { DEFAULT_LOGS_PER_FUNCTION, sqliteLogRepo } from "./logs.js";
 import { migrate } from "./migrations.js";
 import { sqliteQueueRepo } from "./queue.js";
@@ -65,6 +66,7 @@ export function openSqliteStore(file: string, options: SqliteStoreOptions = {}):
     executions: sqliteExecutionRepo(db),
     logs: sqliteLogRepo(db, options.logsPerFunction ?? DEFAULT_LOGS_PER_FUNCTION),
     queue: sqliteQueueRepo(db, { fsyncEnqueue: options.fsyncEnqueue ?? true }),
+    images: sqliteImageUseRepo(db),
     transaction<T>(fn: () => T): T {
       // better-sqlite3 turns nested calls into savepoints, so repositories'
       // own transactions compose with this one.

@@ -12,6 +12,8 @@ interface RevisionRow {
   error: string | null;
   created_at: number;
   deps_key: string | null;
+  image: string | null;
+  build_log: string | null;
 }
 
 function toRecord(row: RevisionRow): RevisionRecord {
@@ -26,12 +28,15 @@ function toRecord(row: RevisionRow): RevisionRecord {
     createdAt: row.created_at,
     // Absent rather than null when there is none: a record reads back as it was written.
     ...(row.deps_key === null ? {} : { depsKey: row.deps_key }),
+    ...(row.image === null ? {} : { image: row.image }),
+    ...(row.build_log === null ? {} : { buildLog: row.build_log }),
   };
 }
 
 /** The `revisions` table: immutable snapshots of spec + code manifest, numbered per function. */
 export function sqliteRevisionRepo(db: Database): RevisionRepo {
-  const columns = "id, function_name, number, spec, files, status, error, created_at, deps_key";
+  const columns =
+    "id, function_name, number, spec, files, status, error, created_at, deps_key, image, build_log";
   const getStmt = db.prepare<[string], RevisionRow>(`SELECT ${columns} FROM revisions WHERE id = ?`);
   const listStmt = db.prepare<[string], RevisionRow>(
     `SELECT ${columns} FROM revisions WHERE function_name = ? ORDER BY number DESC`,
@@ -43,7 +48,8 @@ export function sqliteRevisionRepo(db: Database): RevisionRepo {
   // it in place (e.g. a failed build retried) rather than fail on the primary key.
   const putStmt = db.prepare<[RevisionRow]>(
     `INSERT INTO revisions (${columns})
-     VALUES (@id, @function_name, @number, @spec, @files, @status, @error, @created_at, @deps_key)
+     VALUES (@id, @function_name, @number, @spec, @files, @status, @error, @created_at, @deps_key, @image,
+             @build_log)
      ON CONFLICT (id) DO UPDATE SET
        function_name = excluded.function_name,
        number = excluded.number,
@@ -52,9 +58,14 @@ export function sqliteRevisionRepo(db: Database): RevisionRepo {
        status = excluded.status,
        error = excluded.error,
        created_at = excluded.created_at,
-       deps_key = excluded.deps_key`,
+       deps_key = excluded.deps_key,
+       image = excluded.image,
+       build_log = excluded.build_log`,
   );
   const deleteForStmt = db.prepare<[string]>("DELETE FROM revisions WHERE function_name = ?");
+  const imagesStmt = db.prepare<[], { image: string; id: string }>(
+    "SELECT image, id FROM revisions WHERE image IS NOT NULL ORDER BY function_name, number",
+  );
 
   return {
     get(id) {
@@ -78,10 +89,17 @@ export function sqliteRevisionRepo(db: Database): RevisionRepo {
         error: record.error,
         created_at: record.createdAt,
         deps_key: record.depsKey ?? null,
+        image: record.image ?? null,
+        build_log: record.buildLog ?? null,
       });
     },
     deleteFor(functionName) {
       return deleteForStmt.run(functionName).changes;
+    },
+    images() {
+      const users = new Map<string, string[]>();
+      for (const row of imagesStmt.all()) users.set(row.image, [...(users.get(row.image) ?? []), row.id]);
+      return users;
     },
   };
 }

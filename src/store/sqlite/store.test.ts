@@ -165,6 +165,40 @@ describe("SQLite store", () => {
     expect(store.revisions.get("missing")).toBeUndefined();
   });
 
+  it("a revision keeps its image and build log, and the store lists every image revisions run as", () => {
+    const store = open();
+    const built = { ...revision("sum", 1), image: "funcd/sum:0123456789abcdef", buildLog: "step 1/4\nok" };
+    store.revisions.put(built);
+    store.revisions.put({ ...revision("sum", 2), image: "funcd/sum:fedcba9876543210" });
+    store.revisions.put(revision("sum", 3));
+    store.revisions.put({ ...revision("other", 1), image: "funcd/sum:0123456789abcdef" });
+    expect(reopen(store).revisions.get("sum-rev-1")).toEqual(built);
+    const again = opened.at(-1) as Store;
+    expect(again.revisions.get("sum-rev-3")).toEqual(revision("sum", 3));
+    expect(again.revisions.images()).toEqual(
+      new Map([
+        ["funcd/sum:0123456789abcdef", ["other-rev-1", "sum-rev-1"]],
+        ["funcd/sum:fedcba9876543210", ["sum-rev-2"]],
+      ]),
+    );
+  });
+
+  it("image use keeps the latest date per tag", () => {
+    const store = open();
+    store.images.touch("funcd/a:1", 2_000);
+    store.images.touch("funcd/a:1", 1_000);
+    store.images.touch("funcd/b:1", 1_500);
+    expect(store.images.lastUsed("funcd/a:1")).toBe(2_000);
+    expect(store.images.all()).toEqual(
+      new Map([
+        ["funcd/a:1", 2_000],
+        ["funcd/b:1", 1_500],
+      ]),
+    );
+    expect(store.images.forget("funcd/a:1")).toBe(true);
+    expect(store.images.lastUsed("funcd/a:1")).toBeUndefined();
+  });
+
   it("executions are paginated newest first with a before cursor", () => {
     const store = open();
     store.executions.insertMany(

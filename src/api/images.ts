@@ -1,0 +1,274 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { ZodTypeProvider } from "fastify-type-provider-zod";
+import { z } from "zod";
+import { type CodeFile, filesFromArchive, filesFromMap } from "../builder/code.js";
+import type { BuildResult, ImageBuilder, ImageInfo } from "../builder/image/image-builder.js";
+import { collectImageGarbage, DEFAULT_IMAGE_RETENTION_MS } from "../builder/image/image-gc.js";
+import type { RuntimeRegistry, TemplateMeta } from "../builder/runtimes.js";
+import { DeployRequestFields } from "../deploy/spec.js";
+import { FuncdError } from "../shared/errors.js";
+import { toFuncdError } from "./errors.js";
+
+/** Which revisions use which image, and when an image last served. */
+export interface ImageUsage {
+  /** Image tag → ids of the revisions that use it (any status: a rollback target counts). */
+  inUse(): Map<string, string[]>;
+  /** When an instance last started from the tag, ms since the epoch; undefined when never (or unknown). */
+  lastUsed(tag: string): number | undefined;
+}
+
+export interface PrepareDependenciesInput {
+  functionName: string;
+  template: TemplateMeta;
+  files: readonly CodeFile[];
+  /** Install progress ("installing dependencies (npm ci)", the installer's lines). */
+  onProgress: (message: string) => void;
+}
+
+/** What the image routes need; `src/app.ts` wires them. */
+export interface ImagesRouteOptions {
+  builder: Pick<ImageBuilder, "buildFunction" | "list" | "remove">;
+  runtimes: RuntimeRegistry;
+  usage: ImageUsage;
+  /**
+   * The function's installed dependencies (the shared dependency cache: plan, then ensure), or null when
+   * it has none. Throws like a deploy's install (DEPLOY_FAILED with the installer's output).
+   */
+  prepareDependencies(
+    input: PrepareDependenciesInput,
+  ): Promise<{ dir: string; key: string; cached: boolean } | null>;
+  /** Largest code upload, as for deploys. */
+  maxCodeBytes: number;
+  /** How long an unused image is kept (default 14 days). */
+  retentionMs?: number | undefined;
+}
+
+/** A deploy's body (spec + code; `baseImage` picks another base) and `noCache`. Resources do not matter here. */
+const BuildBody = DeployRequestFields.extend({
+  noCache: z.boolean().default(false).describe("build even when an image of the same inputs exists"),
+});
+type BuildBody = z.output<typeof BuildBody>;
+const TagParams = z.object({ tag: z.string().min(1).max(300) });
+
+const tags = ["images"];
+
+/**
+ * Images: list funcd's images with their use, remove one, collect the unused ones, and build a
+ * function's image without deploying it (`funcd build`).
+ */
+export function imageRoutes(options: ImagesRouteOptions) {
+  const { builder, usage } = options;
+
+  return async (root: FastifyInstance): Promise<void> => {
+    const app = root.withTypeProvider<ZodTypeProvider>();
+
+    app.get(
+      "/api/v1/images",
+      {
+        schema: {
+          tags,
+          summary: "List funcd's images with size, age, last use and the revisions using them",
+        },
+      },
+      async () => {
+        const inUse = usage.inUse();
+        return { items: (await builder.list()).map((image) => imageView(image, inUse, usage)) };
+      },
+    );
+
+    app.delete(
+      "/api/v1/images/:tag",
+      {
+        schema: {
+          tags,
+          summary: "Remove an image no revision uses (the tag URL-encoded: funcd%2Fhello%3A3f9a…)",
+          params: TagParams,
+        },
+      },
+      async (request, reply) => {
+        const { tag } = request.params;
+        const users = usage.inUse().get(tag) ?? [];
+        if (users.length > 0) {
+          throw new FuncdError(
+            "IMAGE_IN_USE",
+            `Image "${tag}" is used by revision${users.length === 1 ? "" : "s"} ${users.join(", ")}; delete or redeploy ${users.length === 1 ? "it" : "them"} first`,
+            { extra: { inUseBy: users } },
+          );
+        }
+        await builder.remove(tag);
+        return reply.code(204).send();
+      },
+    );
+
+    app.post(
+      "/api/v1/images/gc",
+      {
+        schema: {
+          tags,
+          summary: "Remove funcd images no revision uses and unused for longer than the retention period",
+        },
+      },
+      async () => {
+        const inUse = usage.inUse();
+        const report = await collectImageGarbage({
+          builder,
+          inUse: new Set(inUse.keys()),
+          lastUsed: (tag) => usage.lastUsed(tag),
+          ...(options.retentionMs === undefined ? {} : { retentionMs: options.retentionMs }),
+        });
+        return {
+          removed: report.removed.map((image) => ({
+            tag: image.tag,
+            id: image.id,
+            sizeBytes: image.sizeBytes,
+          })),
+          freedBytes: report.freedBytes,
+          kept: report.kept,
+          failed: report.failed.map((f) => ({ tag: f.image.tag, id: f.image.id, reason: f.reason })),
+          retentionMs: options.retentionMs ?? DEFAULT_IMAGE_RETENTION_MS,
+        };
+      },
+    );
+
+    app.post(
+      "/api/v1/builds",
+      {
+        schema: {
+          tags,
+          summary:
+            "Build a function's image without deploying it (Accept: application/x-ndjson streams the progress)",
+          body: BuildBody,
+        },
+      },
+      async (request, reply) =>
+        respondWithProgress(request, reply, (onProgress) => build(request.body, onProgress)),
+    );
+  };
+
+  async function build(body: BuildBody, progress: (message: string) => void) {
+    const template = options.runtimes.get(body.runtime);
+    progress("reading code");
+    const files = await intake(body, options.maxCodeBytes);
+    checkHandlerFile(body.handler, files, template);
+    const dependencies = await options.prepareDependencies({
+      functionName: body.name,
+      template,
+      files,
+      onProgress: progress,
+    });
+    const result = await builder.buildFunction({
+      functionName: body.name,
+      template,
+      files,
+      dependencies,
+      handler: body.handler,
+      handlerStyle: body.handlerStyle,
+      timeoutMs: body.timeout,
+      baseImage: body.baseImage,
+      noCache: body.noCache,
+      onProgress: progress,
+    });
+    return buildView(body.name, template.runtime, result, dependencies);
+  }
+}
+
+/** What `POST /api/v1/builds` answers (also the `result` line of its NDJSON stream). */
+export function buildView(
+  functionName: string,
+  runtime: string,
+  result: BuildResult,
+  dependencies: { key: string; cached: boolean } | null,
+) {
+  return {
+    function: functionName,
+    runtime,
+    tag: result.tag,
+    imageId: result.imageId,
+    cached: result.cached,
+    durationMs: Math.round(result.durationMs),
+    sizeBytes: result.sizeBytes,
+    dependencies: dependencies ? { key: dependencies.key, cached: dependencies.cached } : null,
+    log: result.log,
+    /** The image serves on its own: this runs it. */
+    run: `docker run -p 8080:8080 ${result.tag}`,
+  };
+}
+
+function imageView(image: ImageInfo, inUse: Map<string, string[]>, usage: ImageUsage) {
+  const lastUsed = image.tag === null ? undefined : usage.lastUsed(image.tag);
+  return {
+    tag: image.tag,
+    id: image.id,
+    kind: image.kind,
+    function: image.function ?? null,
+    runtime: image.runtime,
+    sizeBytes: image.sizeBytes,
+    createdAt: new Date(image.createdAt).toISOString(),
+    lastUsedAt: lastUsed === undefined ? null : new Date(lastUsed).toISOString(),
+    inUseBy: image.tag === null ? [] : (inUse.get(image.tag) ?? []),
+  };
+}
+
+/** The upload as files: an archive, a files map, or both (the map's files win), as a deploy takes it. */
+async function intake(body: BuildBody, maxBytes: number): Promise<CodeFile[]> {
+  const limits = { maxBytes };
+  const fromMap = body.files === undefined ? [] : filesFromMap(body.files, limits);
+  if (body.archive === undefined) {
+    if (body.files === undefined) {
+      throw new FuncdError("BAD_REQUEST", `Building "${body.name}" needs code: send "files" or "archive"`);
+    }
+    return fromMap;
+  }
+  const bytes = Buffer.from(body.archive, "base64");
+  if (bytes.length > maxBytes) {
+    throw new FuncdError(
+      "PAYLOAD_TOO_LARGE",
+      `The code archive is ${bytes.length} bytes; the limit is ${maxBytes}`,
+    );
+  }
+  const merged = new Map((await filesFromArchive(bytes, limits)).map((f) => [f.path, f]));
+  for (const f of fromMap) merged.set(f.path, f);
+  return [...merged.values()].sort((a, b) => (a.path < b.path ? -1 : 1));
+}
+
+/** Fails before building, with the file list, when the handler's file is not in the upload. */
+function checkHandlerFile(handler: string, files: readonly CodeFile[], template: TemplateMeta): void {
+  const file = handler.slice(0, handler.lastIndexOf("."));
+  const candidates = template.extensions.length > 0 ? template.extensions.map((ext) => file + ext) : [file];
+  if (files.some((f) => candidates.includes(f.path))) return;
+  const paths = files.map((f) => f.path);
+  const shown = paths.slice(0, 20).join(", ") + (paths.length > 20 ? ", …" : "");
+  throw new FuncdError(
+    "HANDLER_LOAD_FAILED",
+    `Handler "${handler}" needs the file ${candidates.join(" or ")}, which is not in the code (files: ${shown || "none"})`,
+  );
+}
+
+/**
+ * Answers with the result as JSON — or, when the client accepts NDJSON, streams `progress` lines first
+ * and then one `result` (or `error`) line: the same wire format as a deploy (see functions.ts), so the
+ * CLI reads both alike.
+ */
+async function respondWithProgress(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  run: (onProgress: (message: string) => void) => Promise<object>,
+) {
+  if (!String(request.headers.accept ?? "").includes("application/x-ndjson")) {
+    return reply.send(await run(() => {}));
+  }
+  reply.hijack();
+  const raw = reply.raw;
+  raw.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
+  const write = (value: unknown) => raw.write(`${JSON.stringify(value)}\n`);
+  try {
+    const result = await run((message) => write({ type: "progress", message }));
+    write({ type: "result", ...result });
+  } catch (err) {
+    const error = toFuncdError(err);
+    if (error.status >= 500) request.log.error({ err }, "build failed");
+    write({ type: "error", problem: error.toProblem(request.url) });
+  }
+  raw.end();
+  return reply;
+}
