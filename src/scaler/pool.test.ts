@@ -6,6 +6,7 @@ import type {
   GenericStartOptions,
   InstanceInfo,
   InstanceSpec,
+  StartOptions,
 } from "../drivers/driver.js";
 import { DaemonMetrics } from "../observability/metrics.js";
 import { FuncdError } from "../shared/errors.js";
@@ -31,8 +32,10 @@ class ScriptedDriver implements PoolCapableDriver {
   genericFailure: Error | undefined;
   specializeFailure: Error | undefined;
 
-  start(spec: InstanceSpec): Promise<InstanceInfo> {
+  start(spec: InstanceSpec, options?: StartOptions): Promise<InstanceInfo> {
     this.started.push(spec);
+    // Like a real driver: a start whose signal is aborted brings nothing up.
+    if (options?.signal?.aborted) return Promise.reject(options.signal.reason);
     return Promise.resolve(info(spec));
   }
 
@@ -253,6 +256,20 @@ describe("PooledDriver", () => {
     await pool.start(specOf());
     expect(driver.specialized).toHaveLength(2);
     expect(driver.specialized[0]?.poolId).toBe(driver.specialized[1]?.poolId);
+  });
+
+  it("stop() during a start that falls back to a normal start aborts it: nothing comes up", async () => {
+    const { driver, pool } = setup(1);
+    pool.setRuntimesInUse(["nodejs20"]);
+    await settle();
+    driver.specializeFailure = new FuncdError("FUNCTION_UNAVAILABLE", "needs its own image", {
+      extra: { refused: true },
+    });
+    const spec = specOf();
+    const starting = pool.start(spec);
+    await pool.stop(spec.instanceId);
+    await expect(starting).rejects.toThrow(/stopped while starting/);
+    expect(driver.stopped).toContain(spec.instanceId);
   });
 
   it("rethrows HANDLER_LOAD_FAILED: the function's fault, not the pool's", async () => {

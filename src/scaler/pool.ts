@@ -13,7 +13,7 @@
 import type { Driver, DriverEvent, InstanceInfo, InstanceSpec, StartOptions } from "../drivers/driver.js";
 import type { DaemonMetrics } from "../observability/metrics.js";
 import type { Clock } from "../shared/clock.js";
-import { isFuncdError, messageOf } from "../shared/errors.js";
+import { FuncdError, isFuncdError, messageOf } from "../shared/errors.js";
 import type { Logger } from "../shared/logger.js";
 
 /** A driver that can run generic instances and specialize them. */
@@ -65,6 +65,8 @@ export class PooledDriver implements Driver {
   readonly #inner: PoolCapableDriver;
   readonly #o: PoolOptions;
   readonly #slots = new Map<string, Slot>();
+  /** Starts in progress through the pool, so stop() can abort one the driver does not know yet. */
+  readonly #starting = new Map<string, AbortController>();
   #inUse = new Set<string>();
   /** Runtimes without a generic mode: never asked again. */
   readonly #unsupported = new Set<string>();
@@ -119,6 +121,22 @@ export class PooledDriver implements Driver {
    * handler does not load is the function's failure and is rethrown as it is.
    */
   async start(spec: InstanceSpec, options?: StartOptions): Promise<InstanceInfo> {
+    // A stop() that arrives while this start is between the pool and the driver (a refused
+    // specialization falling back to a normal start) would find nothing to stop in the driver; it
+    // aborts the start instead, so no instance comes up after its function let go of it.
+    const abort = new AbortController();
+    const onCallerAbort = () => abort.abort(options?.signal?.reason);
+    options?.signal?.addEventListener("abort", onCallerAbort, { once: true });
+    this.#starting.set(spec.instanceId, abort);
+    try {
+      return await this.#start(spec, { ...options, signal: abort.signal });
+    } finally {
+      this.#starting.delete(spec.instanceId);
+      options?.signal?.removeEventListener("abort", onCallerAbort);
+    }
+  }
+
+  async #start(spec: InstanceSpec, options: StartOptions): Promise<InstanceInfo> {
     const slot = this.#take(spec);
     if (slot === undefined) return this.#inner.start(spec, options);
     this.#scheduleFill(spec.runtime, this.#o.refillDelayMs ?? 20);
@@ -136,7 +154,8 @@ export class PooledDriver implements Driver {
       return { ...info, fromPool: true };
     } catch (err) {
       if (isFuncdError(err, "HANDLER_LOAD_FAILED")) throw err;
-      if (options?.signal?.aborted || this.#disposed) throw err;
+      if (options.signal?.aborted) throw options.signal.reason;
+      if (this.#disposed) throw err;
       if (isFuncdError(err) && err.extra.refused === true && !this.#disposed) {
         // Still generic and ready: back into the pool, for a function it fits.
         this.#slots.set(slot.poolId, slot);
@@ -155,6 +174,9 @@ export class PooledDriver implements Driver {
   }
 
   stop(instanceId: string, options?: { graceMs?: number }): Promise<void> {
+    this.#starting
+      .get(instanceId)
+      ?.abort(new FuncdError("FUNCTION_UNAVAILABLE", `Instance "${instanceId}" was stopped while starting`));
     return this.#inner.stop(instanceId, options);
   }
 

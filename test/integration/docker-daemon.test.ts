@@ -200,7 +200,8 @@ describe.skipIf(skip !== undefined)(
         expect(running).toHaveLength(2);
       });
       expect((await daemon.api("DELETE", `/api/v1/functions/${name}`)).status).toBe(204);
-      expect(await containersOf(docker(), idOf(daemon), name)).toEqual([]);
+      const left = await containersOf(docker(), idOf(daemon), name);
+      expect(left).toEqual([]);
     });
 
     it("a daemon killed with SIGKILL adopts its running container on the next start", async () => {

@@ -540,7 +540,7 @@ describe.skipIf(skip !== undefined)(`image builder${skip ? ` (skipped: ${skip})`
         method: "DELETE",
         url: `/api/v1/images/${encodeURIComponent(result?.tag ?? "")}`,
       });
-      expect(refused.statusCode).toBe(400);
+      expect(refused.statusCode).toBe(409);
       expect(refused.json()).toMatchObject({ code: "IMAGE_IN_USE", inUseBy: ["rev1"] });
       usage.clear();
       const removed = await app.inject({
