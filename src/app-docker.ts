@@ -13,10 +13,12 @@ import { collectImageGarbage, type ImageGcReport } from "./builder/image/image-g
 import type { RuntimeRegistry } from "./builder/runtimes.js";
 import type { Config } from "./config/config.js";
 import { imageBuilderAdapter, type RevisionImages } from "./deploy/images.js";
+import { containerUser } from "./drivers/docker/container-config.js";
 import { DockerDriver } from "./drivers/docker/docker-driver.js";
 import { connectEngine, type Engine } from "./drivers/docker/engine.js";
-import type { Driver, LogSink } from "./drivers/driver.js";
+import type { Driver, InstanceSpec, LogSink } from "./drivers/driver.js";
 import { loadTemplate } from "./drivers/process/template.js";
+import type { SecretOwner } from "./drivers/secrets/files.js";
 import type { Clock } from "./shared/clock.js";
 import { messageOf } from "./shared/errors.js";
 import type { Logger } from "./shared/logger.js";
@@ -61,6 +63,11 @@ export interface DockerParts {
   startCollecting(): void;
   /** Stops the collector's timer. */
   close(): void;
+  /**
+   * The uid a container of `spec` runs as (its image's `USER`, or the fallback user for a root image):
+   * the owner of its secret files.
+   */
+  secretOwner: (spec: InstanceSpec) => Promise<SecretOwner>;
 }
 
 /**
@@ -133,6 +140,22 @@ export function createDockerParts(options: DockerPartsOptions): DockerParts {
     lastUsed: (tag) => store.images.lastUsed(tag),
   };
 
+  // Asked once per image (tags are content hashes, so their USER does not change).
+  const imageUsers = new Map<string, Promise<string | undefined>>();
+  const secretOwner = async (spec: InstanceSpec): Promise<SecretOwner> => {
+    const image = spec.image ?? (await runtimeImage(spec.runtime));
+    let user = imageUsers.get(image);
+    if (!user) {
+      user = engine().then(
+        async ({ docker }) => (await docker.getImage(image).inspect()).Config?.User || undefined,
+      );
+      user.catch(() => imageUsers.delete(image));
+      imageUsers.set(image, user);
+    }
+    const ids = /^(\d+)(?::(\d+))?$/.exec(containerUser(await user));
+    return ids ? { uid: Number(ids[1]), gid: Number(ids[2] ?? ids[1]) } : "anyone";
+  };
+
   let driver: Driver | undefined;
   if (options.engine) {
     driver = new DockerDriver({
@@ -195,6 +218,7 @@ export function createDockerParts(options: DockerPartsOptions): DockerParts {
       timer = clock.setInterval(collectQuietly, IMAGE_GC_EVERY_MS);
     },
     close: () => timer?.cancel(),
+    secretOwner,
   };
 }
 

@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -18,6 +18,8 @@ import { connectEngine } from "./drivers/docker/engine.js";
 import type { Driver, InstanceAddress } from "./drivers/driver.js";
 import { ProcessDriver } from "./drivers/process/index.js";
 import { resolveInterpreter } from "./drivers/process/interpreter.js";
+import { isRoot, uidFor } from "./drivers/process/sandbox.js";
+import { SecretsDriver } from "./drivers/secrets/secrets-driver.js";
 import { Gateway } from "./gateway/gateway.js";
 import { RouteTable } from "./gateway/routes.js";
 import { ExecutionRecorder } from "./observability/executions.js";
@@ -136,12 +138,25 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
   const systemLog = (functionName: string, revisionId: string, instanceId: string, text: string) =>
     logs.sink({ time: clock.now(), functionName, revisionId, instanceId, stream: "system", text });
 
+  // ── secrets: delivered as read-only files on a tmpfs (and env vars) by a decorator around the driver,
+  // inside the pool (which then never specializes a function with secrets).
+  const onDocker = baseDriver.name === "docker";
+  const secretsDriver = new SecretsDriver(baseDriver, {
+    key: createHash("sha256").update(config.dataDir).digest("hex").slice(0, 12),
+    logger: logger.child({ component: "secrets" }),
+    // A root daemon's process instances run as their function's uid (sandbox.ts); containers as their image's user.
+    owner: onDocker
+      ? docker.secretOwner
+      : (spec) => (isRoot() ? { uid: uidFor(spec.functionName), gid: uidFor(spec.functionName) } : undefined),
+    traversable: !onDocker && isRoot(),
+  });
+
   // ── warm pool ──────────────────────────────────────────────────────────────
   // A decorator around the driver: the fleet starts instances through it without knowing about the
   // pool. Off with FUNCD_POOL_SIZE=0, or for a driver that cannot run generic instances.
   const pool =
-    config.poolSize > 0 && supportsPool(baseDriver)
-      ? new PooledDriver(baseDriver, {
+    config.poolSize > 0 && supportsPool(secretsDriver)
+      ? new PooledDriver(secretsDriver, {
           size: config.poolSize,
           memoryMb: config.poolMemoryMb,
           clock,
@@ -150,7 +165,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
           systemLog,
         })
       : undefined;
-  const driver: Driver = pool ?? baseDriver;
+  const driver: Driver = pool ?? secretsDriver;
   /** Sizes the pool for the runtimes functions use now; called by the deployer when that may change. */
   const onFunctionsChanged = () => pool?.setRuntimesInUse(store.functions.list().map((f) => f.spec.runtime));
   // ───────────────────────────────────────────────────────────────────────────
@@ -166,6 +181,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     metrics,
     connect: connectInstance,
     systemLog,
+    secrets: (names) => resolveSecrets(store, names),
     coldStartWaitMs: config.coldStartWaitMs,
     healthEveryMs: config.healthCheckIntervalMs,
     maxQueuedPerFunction: config.maxQueuedPerFunction,
@@ -238,6 +254,11 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     async: {
       redrive: (name, ids) => asyncInvocations.redrive(name, ids),
       inFlight: (name) => asyncInvocations.dispatcher.inFlight(name),
+    },
+    secrets: {
+      recycle: (name) => fleet.recycle(name),
+      clock,
+      logger: logger.child({ component: "secrets" }),
     },
     // `funcd build` and `funcd images`: with any driver (a process-driver daemon connects on first use).
     images: {
@@ -314,6 +335,19 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
       store.close();
     },
   };
+}
+
+/** The values of the named secrets, opened from the store; `SECRET_NOT_FOUND` for a missing one. */
+function resolveSecrets(store: Store, names: readonly string[]): Record<string, Buffer> {
+  const values: Record<string, Buffer> = {};
+  for (const name of names) {
+    const value = store.secrets.value(name);
+    if (value === undefined) {
+      throw new FuncdError("SECRET_NOT_FOUND", `Secret "${name}" does not exist (funcd secret set ${name})`);
+    }
+    values[name] = value;
+  }
+  return values;
 }
 
 /** The engine the docker driver runs on; DOCKER_UNAVAILABLE says what asked for it and what else to do. */

@@ -14,7 +14,7 @@ import type { LogHub } from "../observability/log-hub.js";
 import type { Fleet } from "../scaler/fleet.js";
 import { FuncdError } from "../shared/errors.js";
 import type { Store } from "../store/types.js";
-import { toFuncdError } from "./errors.js";
+import { respondWithProgress } from "./progress.js";
 import { deployView, functionView, revisionView } from "./views.js";
 
 export interface FunctionRoutesDeps {
@@ -285,32 +285,18 @@ function findRevision(store: Store, name: string, activeId: string | null, wante
 }
 
 /**
- * Runs a deploy and answers with its result — or, when the client accepts
- * NDJSON, streams progress lines first so the CLI can show what is happening.
+ * Runs a deploy and answers with its result (`status` when it changed anything, else 200) — or, when
+ * the client accepts NDJSON, streams progress lines first so the CLI can show what is happening.
  */
-async function respondToDeploy(
+function respondToDeploy(
   deps: FunctionRoutesDeps,
   request: FastifyRequest,
   reply: FastifyReply,
   run: (onProgress: Progress) => Promise<DeployResult>,
   status: number,
 ) {
-  if (!String(request.headers.accept ?? "").includes("application/x-ndjson")) {
-    const result = await run(() => {});
-    return reply.code(result.changed ? status : 200).send(deployView(result, deps.store, deps.fleet));
-  }
-  reply.hijack();
-  const raw = reply.raw;
-  raw.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
-  const write = (value: unknown) => raw.write(`${JSON.stringify(value)}\n`);
-  try {
-    const result = await run((message) => write({ type: "progress", message }));
-    write({ type: "result", ...deployView(result, deps.store, deps.fleet) });
-  } catch (err) {
-    const error = toFuncdError(err);
-    if (error.status >= 500) request.log.error({ err }, "deploy failed");
-    write({ type: "error", problem: error.toProblem(request.url) });
-  }
-  raw.end();
-  return reply;
+  return respondWithProgress(request, reply, "deploy", run, (result) => ({
+    status: result.changed ? status : 200,
+    body: deployView(result, deps.store, deps.fleet),
+  }));
 }

@@ -1,13 +1,13 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { type CodeFile, filesFromArchive, filesFromMap } from "../builder/code.js";
+import { type CodeFile, checkHandlerFile, readCode } from "../builder/code.js";
 import type { BuildResult, ImageBuilder, ImageInfo } from "../builder/image/image-builder.js";
 import { collectImageGarbage, DEFAULT_IMAGE_RETENTION_MS } from "../builder/image/image-gc.js";
 import type { RuntimeRegistry, TemplateMeta } from "../builder/runtimes.js";
 import { DeployRequestFields } from "../deploy/spec.js";
 import { FuncdError } from "../shared/errors.js";
-import { toFuncdError } from "./errors.js";
+import { respondWithProgress } from "./progress.js";
 
 /** Which revisions use which image, and when an image last served. */
 export interface ImageUsage {
@@ -141,15 +141,28 @@ export function imageRoutes(options: ImagesRouteOptions) {
         },
       },
       async (request, reply) =>
-        respondWithProgress(request, reply, (onProgress) => build(request.body, onProgress)),
+        respondWithProgress(
+          request,
+          reply,
+          "build",
+          (onProgress) => build(request.body, onProgress),
+          (view) => ({ status: 200, body: view }),
+        ),
     );
   };
 
   async function build(body: BuildBody, progress: (message: string) => void) {
     const template = options.runtimes.get(body.runtime);
     progress("reading code");
-    const files = await intake(body, options.maxCodeBytes);
-    checkHandlerFile(body.handler, files, template);
+    if (body.files === undefined && body.archive === undefined) {
+      throw new FuncdError("BAD_REQUEST", `Building "${body.name}" needs code: send "files" or "archive"`);
+    }
+    const files = await readCode(body, { maxBytes: options.maxCodeBytes });
+    checkHandlerFile(
+      body.handler,
+      files.map((f) => f.path),
+      template.extensions,
+    );
     const dependencies = await options.prepareDependencies({
       functionName: body.name,
       template,
@@ -207,68 +220,4 @@ function imageView(image: ImageInfo, inUse: Map<string, string[]>, usage: ImageU
     lastUsedAt: lastUsed === undefined ? null : new Date(lastUsed).toISOString(),
     inUseBy: image.tag === null ? [] : (inUse.get(image.tag) ?? []),
   };
-}
-
-/** The upload as files: an archive, a files map, or both (the map's files win), as a deploy takes it. */
-async function intake(body: BuildBody, maxBytes: number): Promise<CodeFile[]> {
-  const limits = { maxBytes };
-  const fromMap = body.files === undefined ? [] : filesFromMap(body.files, limits);
-  if (body.archive === undefined) {
-    if (body.files === undefined) {
-      throw new FuncdError("BAD_REQUEST", `Building "${body.name}" needs code: send "files" or "archive"`);
-    }
-    return fromMap;
-  }
-  const bytes = Buffer.from(body.archive, "base64");
-  if (bytes.length > maxBytes) {
-    throw new FuncdError(
-      "PAYLOAD_TOO_LARGE",
-      `The code archive is ${bytes.length} bytes; the limit is ${maxBytes}`,
-    );
-  }
-  const merged = new Map((await filesFromArchive(bytes, limits)).map((f) => [f.path, f]));
-  for (const f of fromMap) merged.set(f.path, f);
-  return [...merged.values()].sort((a, b) => (a.path < b.path ? -1 : 1));
-}
-
-/** Fails before building, with the file list, when the handler's file is not in the upload. */
-function checkHandlerFile(handler: string, files: readonly CodeFile[], template: TemplateMeta): void {
-  const file = handler.slice(0, handler.lastIndexOf("."));
-  const candidates = template.extensions.length > 0 ? template.extensions.map((ext) => file + ext) : [file];
-  if (files.some((f) => candidates.includes(f.path))) return;
-  const paths = files.map((f) => f.path);
-  const shown = paths.slice(0, 20).join(", ") + (paths.length > 20 ? ", …" : "");
-  throw new FuncdError(
-    "HANDLER_LOAD_FAILED",
-    `Handler "${handler}" needs the file ${candidates.join(" or ")}, which is not in the code (files: ${shown || "none"})`,
-  );
-}
-
-/**
- * Answers with the result as JSON — or, when the client accepts NDJSON, streams `progress` lines first
- * and then one `result` (or `error`) line: the same wire format as a deploy (see functions.ts), so the
- * CLI reads both alike.
- */
-async function respondWithProgress(
-  request: FastifyRequest,
-  reply: FastifyReply,
-  run: (onProgress: (message: string) => void) => Promise<object>,
-) {
-  if (!String(request.headers.accept ?? "").includes("application/x-ndjson")) {
-    return reply.send(await run(() => {}));
-  }
-  reply.hijack();
-  const raw = reply.raw;
-  raw.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
-  const write = (value: unknown) => raw.write(`${JSON.stringify(value)}\n`);
-  try {
-    const result = await run((message) => write({ type: "progress", message }));
-    write({ type: "result", ...result });
-  } catch (err) {
-    const error = toFuncdError(err);
-    if (error.status >= 500) request.log.error({ err }, "build failed");
-    write({ type: "error", problem: error.toProblem(request.url) });
-  }
-  raw.end();
-  return reply;
 }

@@ -11,6 +11,7 @@ import { installProblemHandlers } from "./errors.js";
 import { executionRoutes } from "./executions.js";
 import { type FunctionRoutesDeps, functionRoutes } from "./functions.js";
 import { type ImagesRouteOptions, imageRoutes } from "./images.js";
+import { type SecretRoutesDeps, secretRoutes } from "./secrets.js";
 
 export interface ApiDeps extends FunctionRoutesDeps {
   metrics: DaemonMetrics;
@@ -20,6 +21,8 @@ export interface ApiDeps extends FunctionRoutesDeps {
   async?: Omit<AsyncRoutesDeps, "store">;
   /** Images and builds (`/api/v1/images`, `/api/v1/builds`); without it those routes are absent. */
   images?: ImagesRouteOptions;
+  /** Secrets (`/api/v1/secrets`); without it those routes are absent. */
+  secrets?: Omit<SecretRoutesDeps, "store">;
 }
 
 /** Paths the control plane answers; everything else is an invocation for the gateway. */
@@ -97,4 +100,5 @@ export async function registerApi(app: FastifyInstance, deps: ApiDeps): Promise<
   await app.register(executionRoutes({ store: deps.store, logs: deps.logs, now: () => Date.now() }));
   if (deps.async) await app.register(asyncRoutes({ store: deps.store, ...deps.async }));
   if (deps.images) await app.register(imageRoutes(deps.images));
+  if (deps.secrets) await app.register(secretRoutes({ store: deps.store, ...deps.secrets }));
 }

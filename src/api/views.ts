@@ -34,6 +34,8 @@ export function functionView(record: FunctionRecord, store: Store, fleet: Fleet)
     network: spec.network ?? "default",
     build: spec.build ?? "image",
     tests: spec.tests?.length ?? 0,
+    // Names only: values never leave the secret store.
+    secrets: spec.secrets ?? [],
     url: `/function/${record.name}`,
     instances: (live?.instances ?? []).map((i) => ({ ...i, startedAt: new Date(i.startedAt).toISOString() })),
     waiting: live?.waiting ?? 0,

@@ -159,3 +159,48 @@ function tooLarge(max: number): never {
 function normalMode(mode: number | undefined): number {
   return 0o644 | ((mode ?? 0) & 0o111);
 }
+
+/** Code as a deploy or a build takes it: a files map, a base64 .tar.gz, or both. */
+export interface CodeUpload {
+  files?: Record<string, string | { base64: string }> | undefined;
+  archive?: string | undefined;
+}
+
+/**
+ * The upload as files: the archive's, the map's, or both — the map's files win over the archive's. With
+ * neither, no files (the caller says whether that is an error).
+ */
+export async function readCode(upload: CodeUpload, limits: IntakeLimits): Promise<CodeFile[]> {
+  if (upload.archive === undefined) return filesFromMap(upload.files ?? {}, limits);
+  const bytes = Buffer.from(upload.archive, "base64");
+  if (bytes.length > limits.maxBytes) {
+    throw new FuncdError(
+      "PAYLOAD_TOO_LARGE",
+      `The code archive is ${bytes.length} bytes; the limit is ${limits.maxBytes}`,
+    );
+  }
+  const fromArchive = await filesFromArchive(bytes, limits);
+  if (upload.files === undefined) return fromArchive;
+  const merged = new Map(fromArchive.map((f) => [f.path, f]));
+  for (const f of filesFromMap(upload.files, limits)) merged.set(f.path, f);
+  return [...merged.values()].sort((a, b) => (a.path < b.path ? -1 : 1));
+}
+
+/**
+ * Fails early, with the file list, when the handler's file (`handler.main` → `handler` plus one of the
+ * runtime's `extensions`) is not among `paths`.
+ */
+export function checkHandlerFile(
+  handler: string,
+  paths: readonly string[],
+  extensions: readonly string[],
+): void {
+  const file = handler.slice(0, handler.lastIndexOf("."));
+  const candidates = extensions.length > 0 ? extensions.map((ext) => file + ext) : [file];
+  if (candidates.some((c) => paths.includes(c))) return;
+  const shown = paths.slice(0, 20).join(", ") + (paths.length > 20 ? ", …" : "");
+  throw new FuncdError(
+    "HANDLER_LOAD_FAILED",
+    `Handler "${handler}" needs the file ${candidates.join(" or ")}, which is not in the code (files: ${shown || "none"})`,
+  );
+}

@@ -18,6 +18,7 @@ import { register as newVerb } from "./verbs/new.js";
 import { register as revisions } from "./verbs/revisions.js";
 import { register as rollback } from "./verbs/rollback.js";
 import { register as scale } from "./verbs/scale.js";
+import { register as secret } from "./verbs/secret.js";
 import { register as up } from "./verbs/up.js";
 
 /** In the order `funcd --help` lists them: the write → deploy → invoke loop first. */
@@ -34,6 +35,7 @@ const VERBS = [
   revisions,
   rollback,
   scale,
+  secret,
   deleteVerb,
   build,
   images,

@@ -24,6 +24,7 @@ export interface FunctionView {
     image?: string | null;
   } | null;
   profile?: string | null;
+  secrets?: string[];
   cpu?: number | null;
   network?: string;
   build?: string;
@@ -184,6 +185,12 @@ export function describeFields(f: FunctionView, baseUrl: string): Array<[string,
     ["Scale", f.scale ? formatScale(f.scale) : undefined],
     ["Tests", f.tests ? `${f.tests} build-time test${f.tests === 1 ? "" : "s"}` : undefined],
     ["Env", formatMap(f.env)],
+    [
+      "Secrets",
+      f.secrets && f.secrets.length > 0
+        ? `${f.secrets.join(", ")} (in env and /var/secrets/<name>)`
+        : undefined,
+    ],
     ["Labels", formatMap(f.labels)],
     ["Created", f.createdAt === undefined ? undefined : formatTime(f.createdAt)],
     ["Updated", f.updatedAt === undefined ? undefined : formatTime(f.updatedAt)],

@@ -1,5 +1,5 @@
 import type { ArtifactCache } from "../builder/artifacts.js";
-import { type CodeFile, filesFromArchive, filesFromMap } from "../builder/code.js";
+import { checkHandlerFile, readCode } from "../builder/code.js";
 import type { DependencyCache } from "../builder/dependencies.js";
 import type { RuntimeRegistry, TemplateMeta } from "../builder/runtimes.js";
 import type { RouteTable } from "../gateway/routes.js";
@@ -220,13 +220,14 @@ export class Deployer {
       );
     }
     this.#checkRoutes(name, spec.routes);
+    this.#checkSecrets(name, spec);
 
     progress("reading code");
     let manifest: ManifestEntry[];
     if (files !== undefined || archive !== undefined) {
-      const code = await this.#intake(files, archive);
+      const code = await readCode({ files, archive }, { maxBytes: this.#o.maxCodeBytes });
       checkHandlerFile(
-        spec,
+        spec.handler,
         code.map((f) => f.path),
         template.extensions,
       );
@@ -246,7 +247,7 @@ export class Deployer {
         throw new FuncdError("BAD_REQUEST", `Deploying "${name}" needs code: send "files" or "archive"`);
       manifest = active.files;
       checkHandlerFile(
-        spec,
+        spec.handler,
         manifest.map((f) => f.path),
         template.extensions,
       );
@@ -328,6 +329,7 @@ export class Deployer {
       return { function: current, revision: target, changed: false, dependencies };
     }
     const spec: FunctionSpec = { ...current.spec, ...runFields(target.spec) };
+    this.#checkSecrets(name, spec);
     // No build-time tests: the revision passed them when it was deployed.
     const proven = await this.#prove(target, spec, () => {}, { keepFailure: true });
     return this.#switchTo(name, spec, proven.revision, current, proven, () => {});
@@ -542,25 +544,6 @@ export class Deployer {
     });
   }
 
-  async #intake(
-    files: Record<string, string | { base64: string }> | undefined,
-    archive: string | undefined,
-  ): Promise<CodeFile[]> {
-    const limits = { maxBytes: this.#o.maxCodeBytes };
-    if (archive !== undefined) {
-      const bytes = Buffer.from(archive, "base64");
-      if (bytes.length > this.#o.maxCodeBytes) {
-        throw new FuncdError(
-          "PAYLOAD_TOO_LARGE",
-          `The code archive is ${bytes.length} bytes; the limit is ${this.#o.maxCodeBytes}`,
-        );
-      }
-      const fromArchive = await filesFromArchive(bytes, limits);
-      return files ? mergeFiles(fromArchive, filesFromMap(files, limits)) : fromArchive;
-    }
-    return filesFromMap(files ?? {}, limits);
-  }
-
   /** Raw .tar.gz upload (`PUT .../code`): the function keeps its spec, gets new code. */
   deployArchive(name: string, archive: Buffer, onProgress?: Progress): Promise<DeployResult> {
     const current = this.#require(name);
@@ -580,6 +563,18 @@ export class Deployer {
     }
   }
 
+  /** Fails before any work is done when the spec names secrets that do not exist (values are read at start). */
+  #checkSecrets(name: string, spec: FunctionSpec): void {
+    const missing = (spec.secrets ?? []).filter((secret) => this.#o.store.secrets.get(secret) === undefined);
+    if (missing.length === 0) return;
+    const list = missing.map((m) => `"${m}"`).join(", ");
+    throw new FuncdError(
+      "SECRET_NOT_FOUND",
+      `Cannot deploy "${name}": it uses secret${missing.length === 1 ? "" : "s"} ${list}, which ${missing.length === 1 ? "does" : "do"} not exist; create ${missing.length === 1 ? "it" : "them"} first (funcd secret set ${missing[0]}). Nothing changed.`,
+      { extra: { missing } },
+    );
+  }
+
   #rebuildRoutes(): void {
     this.#o.routes.rebuild(
       this.#o.store.functions.list().map((f) => ({ name: f.name, routes: f.spec.routes })),
@@ -597,22 +592,4 @@ function logFromError(error: FuncdError): string | null {
   if (typeof log === "string") return log;
   if (Array.isArray(log)) return log.map(String).join("\n");
   return null;
-}
-
-function mergeFiles(a: CodeFile[], b: CodeFile[]): CodeFile[] {
-  const map = new Map(a.map((f) => [f.path, f]));
-  for (const f of b) map.set(f.path, f);
-  return [...map.values()].sort((x, y) => (x.path < y.path ? -1 : 1));
-}
-
-/** Fails early, with the file list, when the handler's file is not in the upload. */
-function checkHandlerFile(spec: FunctionSpec, paths: readonly string[], extensions: readonly string[]): void {
-  const file = spec.handler.slice(0, spec.handler.lastIndexOf("."));
-  const candidates = extensions.length > 0 ? extensions.map((ext) => file + ext) : [file];
-  if (candidates.some((c) => paths.includes(c))) return;
-  const shown = paths.slice(0, 20).join(", ") + (paths.length > 20 ? ", …" : "");
-  throw new FuncdError(
-    "HANDLER_LOAD_FAILED",
-    `Handler "${spec.handler}" needs the file ${candidates.join(" or ")}, which is not in the code (files: ${shown || "none"})`,
-  );
 }

@@ -24,14 +24,42 @@ function instanceSpec(spec: FunctionSpec) {
     ...(spec.network === "none" ? { network: spec.network } : {}),
     ...(spec.build === "none" ? { build: spec.build } : {}),
     ...(spec.baseImage === undefined ? {} : { baseImage: spec.baseImage }),
+    // Names only (values change without a new revision: the instances are recycled instead); sorted,
+    // because the order they are listed in changes nothing.
+    ...(spec.secrets === undefined || spec.secrets.length === 0 ? {} : { secrets: [...spec.secrets].sort() }),
   };
 }
 
 /** The spec fields a rollback takes from the revision it goes back to: everything `instanceSpec` covers. */
 export function runFields(spec: FunctionSpec): Pick<FunctionSpec, RunField> {
-  const { runtime, handler, handlerStyle, env, memory, timeout, cpu, network, build, baseImage, profile } =
-    spec;
-  return { runtime, handler, handlerStyle, env, memory, timeout, cpu, network, build, baseImage, profile };
+  const {
+    runtime,
+    handler,
+    handlerStyle,
+    env,
+    memory,
+    timeout,
+    cpu,
+    network,
+    build,
+    baseImage,
+    profile,
+    secrets,
+  } = spec;
+  return {
+    runtime,
+    handler,
+    handlerStyle,
+    env,
+    memory,
+    timeout,
+    cpu,
+    network,
+    build,
+    baseImage,
+    profile,
+    secrets,
+  };
 }
 
 type RunField =
@@ -45,7 +73,8 @@ type RunField =
   | "network"
   | "build"
   | "baseImage"
-  | "profile";
+  | "profile"
+  | "secrets";
 
 /**
  * The content hash that names a revision: function, what runs, every file's hash and mode, and the

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { DEFAULT_MEMORY_MB, PROFILE_NAMES, parseCpu, profileResources } from "../drivers/docker/resources.js";
 import { parseDuration } from "../shared/duration.js";
+import { MAX_SECRETS_PER_FUNCTION, SECRET_NAME, secretEnvName } from "../shared/secret-names.js";
 import { BuildTestSchema } from "./build-tests.js";
 
 /** Function names become URL segments, log tags and (later) image names and DNS labels. */
@@ -59,6 +60,37 @@ export const ScaleSchema = z
     panicWindow: duration(6_000, 600_000),
   })
   .prefault({});
+
+/**
+ * The secrets a function uses, by name: each reaches its instances as a read-only file
+ * `/var/secrets/<name>` and an environment variable (see `secretEnvName`). No two may map to one variable.
+ */
+export const SecretsSchema = z
+  .array(
+    z
+      .string()
+      .regex(
+        SECRET_NAME,
+        "a secret name is letters, digits, '_', '.' and '-', starting with a letter or digit (max 63)",
+      ),
+  )
+  .max(MAX_SECRETS_PER_FUNCTION)
+  .superRefine((names, ctx) => {
+    const byEnv = new Map<string, string>();
+    for (const name of names) {
+      const env = secretEnvName(name);
+      const other = byEnv.get(env);
+      if (other === name) {
+        ctx.addIssue({ code: "custom", message: `secret "${name}" is listed twice` });
+      } else if (other !== undefined) {
+        ctx.addIssue({
+          code: "custom",
+          message: `secrets "${other}" and "${name}" would both be the environment variable ${env}`,
+        });
+      }
+      byEnv.set(env, name);
+    }
+  });
 
 /** An image reference as Docker takes it: `name[:tag][@digest]`, with an optional registry/namespace. */
 const IMAGE_REF =
@@ -133,6 +165,9 @@ export const FunctionSpecFields = z.object({
     .regex(IMAGE_REF, "an image reference such as node:20-slim")
     .optional()
     .describe("docker driver: build on this base image instead of the template's"),
+  secrets: SecretsSchema.optional().describe(
+    "names of secrets (funcd secret set) the instances get as /var/secrets/<name> and an env var",
+  ),
   tests: z
     .array(BuildTestSchema)
     .max(100)

@@ -48,6 +48,16 @@ export interface InstanceSpec {
   cpus?: number;
   /** `none`: the instance may not open connections of its own (it still answers the gateway). Default `default`. */
   network?: "default" | "none";
+  /**
+   * The function's secrets, name → value (bytes), resolved at start: each becomes an env var when it is
+   * text (see `src/shared/secret-names.ts`). Never logged, never written anywhere but `secretsDir`.
+   */
+  secrets?: Record<string, Buffer>;
+  /**
+   * Host folder holding one read-only file per secret (on a tmpfs; see `src/drivers/secrets/`): the driver
+   * mounts it read-only at `/var/secrets`. Set by `SecretsDriver`, which writes and removes it.
+   */
+  secretsDir?: string;
 }
 
 export interface InstanceInfo {

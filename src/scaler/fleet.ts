@@ -38,6 +38,11 @@ export interface FleetOptions {
   connect: (address: InstanceAddress, connections: number) => Pool;
   /** Writes a lifecycle line into the function's logs (stream "system"). */
   systemLog: (functionName: string, revisionId: string, instanceId: string, text: string) => void;
+  /**
+   * Resolves secret values at each instance start (throws `SECRET_NOT_FOUND`); without it, a function
+   * that names secrets cannot start.
+   */
+  secrets?: (names: readonly string[]) => Record<string, Buffer>;
   /** Longest a request waits for capacity before a 503. */
   coldStartWaitMs: number;
   backoff?: BackoffPolicy;
@@ -89,6 +94,7 @@ export class Fleet {
       driver: options.driver,
       connect: options.connect,
       systemLog: options.systemLog,
+      secrets: options.secrets ?? noSecrets,
       backoff: options.backoff ?? crashBackoff,
       coldStartWaitMs: options.coldStartWaitMs,
       maxQueuedPerFunction: options.maxQueuedPerFunction ?? 1000,
@@ -213,6 +219,29 @@ export class Fleet {
       }),
     );
     return unclaimed.length;
+  }
+
+  /**
+   * Replaces a function's instances without a new revision (a secret it uses changed): every instance
+   * drains — finishes what it holds, then stops — and new ones start as `scale.min` and requests ask,
+   * reading the values afresh. Instances still starting drain once ready. Returns how many were drained.
+   */
+  recycle(name: string): number {
+    const unit = this.#units.get(name);
+    if (!unit) return 0;
+    let drained = 0;
+    for (const instance of unit.instances.values()) {
+      if (instance.state === "starting") unit.stale.add(instance.id);
+      else if (instance.state === "ready") {
+        this.#drain(instance);
+        drained++;
+      }
+    }
+    this.#ensureMin(unit);
+    // Requests waiting for capacity the drained instances would have freed get new instances instead.
+    dispatch(this.#host, unit);
+    this.#publishGauges(unit);
+    return drained;
   }
 
   /** Stops a function's instances and forgets it; waiting requests get a 404. */
@@ -356,14 +385,18 @@ export class Fleet {
     this.#publishGauges(unit);
     startInstance(this.#host, instance, unit.spec, revision).then(
       () => {
-        if (unit.revision?.id !== revision.id || this.#units.get(unit.name) !== unit) {
+        const stale = unit.stale.delete(instance.id);
+        if (stale || unit.revision?.id !== revision.id || this.#units.get(unit.name) !== unit) {
           this.#drain(instance);
+          // It started with secret values that changed meanwhile: one with the new values replaces it.
+          if (stale) this.#ensureMin(unit);
         }
         unit.lastStartError = null;
         this.#publishGauges(unit);
         dispatch(this.#host, unit);
       },
       (err: unknown) => {
+        unit.stale.delete(instance.id);
         unit.instances.delete(instance.id);
         this.#byInstance.delete(instance.id);
         const error =
@@ -450,4 +483,12 @@ export class Fleet {
       this.#o.metrics.instances.set({ function: unit.name, state }, value);
     }
   }
+}
+
+/** The fleet's secret resolver when none is given: any secret is missing. */
+function noSecrets(names: readonly string[]): Record<string, Buffer> {
+  throw new FuncdError(
+    "SECRET_NOT_FOUND",
+    `Secret "${names[0]}" cannot be read: this daemon has no secret store`,
+  );
 }

@@ -44,12 +44,15 @@ export function adoptedInstance(info: InstanceInfo, now: number): LiveInstance {
 
 /** Starts the instance through the driver and marks it ready; rejects with the driver's error. */
 export async function startInstance(
-  host: Pick<FleetHost, "clock" | "driver" | "connect" | "metrics" | "systemLog">,
+  host: Pick<FleetHost, "clock" | "driver" | "connect" | "metrics" | "systemLog" | "secrets">,
   instance: LiveInstance,
   spec: FunctionSpec,
   revision: ServableRevision,
 ): Promise<void> {
   const started = host.clock.now();
+  // Read now, at each start: a changed value reaches the next instance without a new revision.
+  const secrets =
+    spec.secrets !== undefined && spec.secrets.length > 0 ? host.secrets(spec.secrets) : undefined;
   const info = await host.driver.start({
     instanceId: instance.id,
     functionName: instance.functionName,
@@ -64,6 +67,7 @@ export async function startInstance(
     ...(revision.image === undefined ? {} : { image: revision.image }),
     ...(spec.cpu === undefined ? {} : { cpus: spec.cpu }),
     ...(spec.network === undefined ? {} : { network: spec.network }),
+    ...(secrets === undefined ? {} : { secrets }),
   });
   instance.address = info.address;
   instance.pid = info.pid;

@@ -216,7 +216,8 @@ export class PooledDriver implements Driver {
   #take(spec: InstanceSpec): Slot | undefined {
     if (this.#disposed || !this.#pooled(spec.runtime)) return undefined;
     const count = (outcome: string) => this.#o.metrics?.poolTakes.inc({ runtime: spec.runtime, outcome });
-    if (spec.memoryMb !== this.#o.memoryMb) {
+    // A generic instance has no secrets mounted (the driver would refuse it): such functions start normally.
+    if (spec.memoryMb !== this.#o.memoryMb || (spec.secrets && Object.keys(spec.secrets).length > 0)) {
       count("mismatch");
       return undefined;
     }

@@ -105,6 +105,11 @@ export interface Unit {
   /** When the last request arrived; scale to zero waits `idleTimeout` after it. */
   lastRequestAt: number;
   inFlight: number;
+  /**
+   * Ids of instances that were starting when the function was recycled (a secret changed): they hold
+   * the old values, so they drain as soon as they are ready.
+   */
+  stale: Set<string>;
 }
 
 /** Writes a lifecycle line into the function's logs (stream "system"). */
@@ -122,6 +127,11 @@ export interface FleetHost {
   readonly driver: Driver;
   readonly connect: (address: InstanceAddress, connections: number) => Pool;
   readonly systemLog: SystemLog;
+  /**
+   * The values of the named secrets, for an instance about to start; throws `SECRET_NOT_FOUND` naming
+   * a missing one. Values go to the driver only, never into a log or record.
+   */
+  readonly secrets: (names: readonly string[]) => Record<string, Buffer>;
   readonly backoff: BackoffPolicy;
   readonly coldStartWaitMs: number;
   readonly maxQueuedPerFunction: number;
@@ -157,6 +167,7 @@ export function newUnit(name: string, spec: FunctionSpec, now: number): Unit {
     panic: false,
     lastRequestAt: 0,
     inFlight: 0,
+    stale: new Set(),
   };
 }
 

@@ -169,6 +169,28 @@ export interface ImageUseRepo {
   forget(tag: string): boolean;
 }
 
+/** What funcd shows of a secret: never its value. */
+export interface SecretMeta {
+  name: string;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/**
+ * Named secrets. Values are sealed (encrypted and authenticated) before they reach the database, so a
+ * copy of the database alone reveals none of them; only `value()` opens one.
+ */
+export interface SecretRepo {
+  /** Creates or replaces a secret's value; `created` is false when it replaced one. */
+  put(name: string, value: Buffer, now: number): { created: boolean; meta: SecretMeta };
+  get(name: string): SecretMeta | undefined;
+  /** By name. */
+  list(): SecretMeta[];
+  /** The secret's value, opened; undefined when there is no such secret. Throws when it cannot be opened. */
+  value(name: string): Buffer | undefined;
+  delete(name: string): boolean;
+}
+
 /** Content-addressed file contents. */
 export interface BlobRepo {
   /** Stores the bytes if new; returns their sha256 hex. */
@@ -333,6 +355,7 @@ export interface Store {
   logs: LogRepo;
   queue: QueueRepo;
   images: ImageUseRepo;
+  secrets: SecretRepo;
   /** Run `fn` in one transaction. */
   transaction<T>(fn: () => T): T;
   close(): void;

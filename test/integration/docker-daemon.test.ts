@@ -204,6 +204,42 @@ describe.skipIf(skip !== undefined)(
       expect(left).toEqual([]);
     });
 
+    it("a crash is reported as crashed, not unhealthy, even with health checks every 50 ms", async () => {
+      // The engine reports a container's exit ~150 ms after its process died, while a health check finds
+      // it dead at once: the crash must still be the driver's report, not the health check's verdict.
+      const own = await startDaemon({
+        env: { FUNCD_DRIVER: "docker", FUNCD_HEALTH_CHECK_INTERVAL_MS: "50" },
+      });
+      try {
+        const name = fn("crashy");
+        const crashy =
+          "module.exports = { main: (e) => { if (e.query.crash) setTimeout(() => process.exit(7), 20); return 'fine'; } };";
+        expect((await deploy(name, code(crashy), { build: "none" }, own)).problem).toBeUndefined();
+        const view = async () =>
+          (await own.api("GET", `/api/v1/functions/${name}`)).json<{
+            instances: { instanceId: string }[];
+            lastExit: { instanceId: string; reason: string; code: number | null } | null;
+          }>();
+        for (let round = 0; round < 3; round++) {
+          // A fresh instance after each crash (the fleet may still be backing off).
+          await eventually(async () =>
+            expect((await own.call("GET", `/function/${name}`)).text).toBe("fine"),
+          );
+          const [instance] = (await view()).instances;
+          expect((await own.call("GET", `/function/${name}?crash=1`)).status).toBe(200);
+          const exit = await eventually(async () => {
+            const last = (await view()).lastExit;
+            expect(last?.instanceId).toBe(instance?.instanceId);
+            return last;
+          });
+          expect(exit).toMatchObject({ reason: "crashed", code: 7 });
+        }
+      } finally {
+        await own.stop();
+        removeDir(own.dataDir);
+      }
+    }, 120_000);
+
     it("a daemon killed with SIGKILL adopts its running container on the next start", async () => {
       const own = await startDaemon({ env: { FUNCD_DRIVER: "docker" } });
       try {

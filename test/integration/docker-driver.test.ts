@@ -242,22 +242,28 @@ interface ProbeResult {
 describe("docker driver", () => {
   let counter = 0;
 
+  /** A Node instance of `functionName` with a new instance id; `overrides` win. */
+  const specOf = (functionName: string, overrides: Partial<InstanceSpec> = {}): InstanceSpec => ({
+    instanceId: `${functionName}-${process.pid}-${++counter}`,
+    functionName,
+    revisionId: "r1",
+    runtime: "nodejs20",
+    artifactDir: workDir,
+    handler: "handler.main",
+    env: {},
+    memoryMb: 128,
+    timeoutMs: 10_000,
+    ...overrides,
+  });
+
   async function startProbe(overrides: Partial<InstanceSpec> = {}) {
     const logs: LogLine[] = [];
     const driver = newDriver((line) => logs.push(line));
     onTestFinished(() => driver.dispose());
-    const spec: InstanceSpec = {
-      instanceId: `probe-${process.pid}-${++counter}`,
-      functionName: "probe",
-      revisionId: "r1",
-      runtime: "nodejs20",
+    const spec = specOf("probe", {
       artifactDir: await prepareArtifact({ "handler.js": PROBE }),
-      handler: "handler.main",
-      env: {},
-      memoryMb: 128,
-      timeoutMs: 10_000,
       ...overrides,
-    };
+    });
     const info = await driver.start(spec);
     const probe = async (request: Record<string, unknown>) => {
       const reply = await invokeInstance(info.address, {
@@ -347,19 +353,13 @@ describe("docker driver", () => {
       );
       const driver = newDriver(() => undefined);
       onTestFinished(() => driver.dispose());
-      const spec: InstanceSpec = {
-        instanceId: `greeter-${process.pid}-${++counter}`,
-        functionName: "greeter",
+      const spec = specOf("greeter", {
         revisionId: "r-image",
-        runtime: "nodejs20",
         // Not mounted in image mode: the image has the code.
         artifactDir: "/nonexistent",
         image: tag,
-        handler: "handler.main",
         env: { GREETING: "x" },
-        memoryMb: 128,
-        timeoutMs: 10_000,
-      };
+      });
       const info = await driver.start(spec);
       expect((await invokeInstance(info.address)).text).toBe("image says hi to greeter");
       const details = await (engine as Engine).docker.getContainer(containerName(spec.instanceId)).inspect();
@@ -371,22 +371,9 @@ describe("docker driver", () => {
   itDocker("a missing image is IMAGE_NOT_FOUND and leaves nothing", async () => {
     const driver = newDriver(() => undefined);
     onTestFinished(() => driver.dispose());
-    const instanceId = `ghost-${process.pid}-${++counter}`;
-    await expect(
-      driver.start({
-        instanceId,
-        functionName: "ghost",
-        revisionId: "r",
-        runtime: "nodejs20",
-        artifactDir: workDir,
-        image: `${tagPrefix}-nope:1`,
-        handler: "handler.main",
-        env: {},
-        memoryMb: 64,
-        timeoutMs: 1_000,
-      }),
-    ).rejects.toMatchObject({ code: "IMAGE_NOT_FOUND" });
-    expect(await containersOf(instanceId)).toEqual([]);
+    const spec = specOf("ghost", { image: `${tagPrefix}-nope:1`, memoryMb: 64, timeoutMs: 1_000 });
+    await expect(driver.start(spec)).rejects.toMatchObject({ code: "IMAGE_NOT_FOUND" });
+    expect(await containersOf(spec.instanceId)).toEqual([]);
   });
 
   itDocker(
@@ -422,17 +409,13 @@ describe("docker driver", () => {
       const id = `${daemonId}-reconcile`;
       const first = newDriver(() => undefined, id);
       onTestFinished(() => first.dispose());
-      const healthy = await first.start({
-        instanceId: `keeper-${process.pid}-${++counter}`,
-        functionName: "keeper",
-        revisionId: "r-keep",
-        runtime: "nodejs20",
-        artifactDir: await prepareArtifact({ "handler.js": `exports.main = async () => "still here";\n` }),
-        handler: "handler.main",
-        env: {},
-        memoryMb: 64,
-        timeoutMs: 10_000,
-      });
+      const healthy = await first.start(
+        specOf("keeper", {
+          revisionId: "r-keep",
+          artifactDir: await prepareArtifact({ "handler.js": `exports.main = async () => "still here";\n` }),
+          memoryMb: 64,
+        }),
+      );
       const created: string[] = [];
       onTestFinished(async () => {
         for (const id of created)
@@ -502,19 +485,13 @@ describe("docker driver", () => {
   itDocker("an adopted instance's crash is reported, with its output since adoption", async () => {
     const first = newDriver(() => undefined);
     onTestFinished(() => first.dispose());
-    const spec: InstanceSpec = {
-      instanceId: `phoenix-${process.pid}-${++counter}`,
-      functionName: "phoenix",
+    const spec = specOf("phoenix", {
       revisionId: "r-p",
-      runtime: "nodejs20",
       artifactDir: await prepareArtifact({
         "handler.js": `exports.main = async () => { console.log("going down"); setTimeout(() => process.exit(7), 50); return "bye"; };\n`,
       }),
-      handler: "handler.main",
-      env: {},
       memoryMb: 64,
-      timeoutMs: 10_000,
-    };
+    });
     const info = await first.start(spec);
     const logs: LogLine[] = [];
     const second = newDriver((line) => logs.push(line));
@@ -545,17 +522,7 @@ describe("docker driver", () => {
       await driver.startGeneric?.("nodejs20", { poolId, memoryMb: 128 });
       expect(driver.list()).toEqual([]);
       const artifactDir = await prepareArtifact({ "handler.js": `exports.main = async () => "pooled";\n` });
-      const base: InstanceSpec = {
-        instanceId: `picky-${process.pid}-${++counter}`,
-        functionName: "picky",
-        revisionId: "r",
-        runtime: "nodejs20",
-        artifactDir,
-        handler: "handler.main",
-        env: {},
-        memoryMb: 128,
-        timeoutMs: 10_000,
-      };
+      const base = specOf("picky", { revisionId: "r", artifactDir });
       for (const [overrides, why] of [
         [{ image: runtimeTag }, /its own image/],
         [{ network: "none" }, /network: none/],
@@ -594,17 +561,7 @@ describe("docker driver", () => {
       const specialize = driver.specialize?.bind(driver);
       if (startGeneric === undefined || specialize === undefined) throw new Error("the driver has no pool");
       const artifactDir = await prepareArtifact({ "handler.js": `exports.main = async () => "ok";\n` });
-      const specFor = (): InstanceSpec => ({
-        instanceId: `timed-${process.pid}-${++counter}`,
-        functionName: "timed",
-        revisionId: "r-t",
-        runtime: "nodejs20",
-        artifactDir,
-        handler: "handler.main",
-        env: {},
-        memoryMb: 128,
-        timeoutMs: 10_000,
-      });
+      const specFor = () => specOf("timed", { revisionId: "r-t", artifactDir });
       const cold: number[] = [];
       const pooled: number[] = [];
       for (let i = 0; i < 10; i++) {

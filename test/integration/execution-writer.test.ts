@@ -38,22 +38,19 @@ async function waitFor(check: () => boolean): Promise<void> {
   for (let i = 0; i < 500 && !check(); i++) await sleep(10);
 }
 
+/** A store in a fresh folder and a writer thread on its file, with these backlog limits. */
+async function openWriter(limits: { escalateAt: number; relaxAt: number; dropAt: number }) {
+  const dir = await mkdtemp(path.join(tmpdir(), "funcd-writer-"));
+  dirs.push(dir);
+  const file = path.join(dir, "funcd.db");
+  const store = openSqliteStore(file);
+  const sink = new WorkerExecutionSink(file, createLogger("silent"), limits, WRITER);
+  return { store, sink };
+}
+
 describe("execution writer thread", () => {
   it("writes every batch handed to it, even past the backlog that raises its priority", async () => {
-    const dir = await mkdtemp(path.join(tmpdir(), "funcd-writer-"));
-    dirs.push(dir);
-    const file = path.join(dir, "funcd.db");
-    const store = openSqliteStore(file);
-    const sink = new WorkerExecutionSink(
-      file,
-      createLogger("silent"),
-      {
-        escalateAt: 50,
-        relaxAt: 10,
-        dropAt: 10_000,
-      },
-      WRITER,
-    );
+    const { store, sink } = await openWriter({ escalateAt: 50, relaxAt: 10, dropAt: 10_000 });
     for (let b = 0; b < 20; b++) sink.insertMany(Array.from({ length: 25 }, (_, i) => record(b * 25 + i)));
     await waitFor(() => sink.waiting === 0);
     expect(sink.waiting).toBe(0);
@@ -64,20 +61,7 @@ describe("execution writer thread", () => {
   });
 
   it("drops and counts batches past its bound instead of growing without limit", async () => {
-    const dir = await mkdtemp(path.join(tmpdir(), "funcd-writer-"));
-    dirs.push(dir);
-    const file = path.join(dir, "funcd.db");
-    const store = openSqliteStore(file);
-    const sink = new WorkerExecutionSink(
-      file,
-      createLogger("silent"),
-      {
-        escalateAt: 100,
-        relaxAt: 10,
-        dropAt: 100,
-      },
-      WRITER,
-    );
+    const { store, sink } = await openWriter({ escalateAt: 100, relaxAt: 10, dropAt: 100 });
     // Handed over in one go: the writer has not answered yet, so the second batch finds 100 waiting.
     sink.insertMany(Array.from({ length: 100 }, (_, i) => record(i)));
     sink.insertMany(Array.from({ length: 30 }, (_, i) => record(100 + i)));

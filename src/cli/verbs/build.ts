@@ -1,20 +1,11 @@
-import { resolve } from "node:path";
 import type { Command } from "commander";
-import { FUNCTION_NAME } from "../../deploy/spec.js";
 import { type CliDeps, contextFor } from "../context.js";
-import { toCliError, usageError } from "../errors.js";
+import { toCliError } from "../errors.js";
 import { describePack, packFolder } from "../pack.js";
-import { folderName, readFolderDefaults } from "../stack.js";
-import { mergeSpec } from "./deploy.js";
+import { type DeployOptions, folderCommand, readFunctionFolder } from "./deploy.js";
 import { formatBytes } from "./images.js";
 
-interface BuildOptions {
-  name?: string;
-  runtime?: string;
-  handler?: string;
-  cache?: boolean;
-  baseImage?: string;
-}
+type BuildOptions = Pick<DeployOptions, "name" | "runtime" | "handler" | "baseImage"> & { cache?: boolean };
 
 /** What `POST /api/v1/builds` answers. */
 export interface BuildView {
@@ -29,16 +20,11 @@ export interface BuildView {
 }
 
 export function register(program: Command, deps: CliDeps): void {
-  program
-    .command("build")
-    .description("build a function folder into a container image (Docker), without deploying it")
-    .argument("[dir]", "the function folder", ".")
-    .option(
-      "-n, --name <name>",
-      "function name (default: from funcd.yaml in the folder, else the folder's name)",
-    )
-    .option("--runtime <runtime>", "runtime, e.g. nodejs20 (default nodejs20)")
-    .option("--handler <file.export>", "handler, e.g. handler.main (default handler.main)")
+  folderCommand(
+    program,
+    "build",
+    "build a function folder into a container image (Docker), without deploying it",
+  )
     .option("--no-cache", "build again even when an image of the same code and settings exists")
     .option("--base-image <image>", "build FROM this image instead of the runtime's default")
     .addHelpText(
@@ -55,21 +41,8 @@ folder finds its image again at once. The daemon builds it on its Docker engine.
     )
     .action(async (dir: string, options: BuildOptions, command: Command) => {
       const { out, client } = contextFor(command, deps);
-      const folder = resolve(dir);
-      const defaults = await readFolderDefaults(folder, options.name);
-      const name = options.name ?? defaults?.name ?? folderName(folder);
-      if (!FUNCTION_NAME.test(name)) {
-        throw usageError(
-          `"${name}" is not a function name: use lower-case letters, digits and '-', starting with a letter`,
-          options.name === undefined
-            ? "The name comes from the folder; pass --name to choose another."
-            : undefined,
-        );
-      }
-      const spec = mergeSpec(defaults?.spec ?? {}, {
-        ...(options.runtime === undefined ? {} : { runtime: options.runtime }),
-        ...(options.handler === undefined ? {} : { handler: options.handler }),
-      });
+      // --base-image lands in the spec as for a deploy (its `baseImage`).
+      const { folder, name, spec } = await readFunctionFolder(dir, options);
       const task = out.task(`${name}: packing ${folder}`);
       let result: BuildView;
       try {
@@ -80,7 +53,6 @@ folder finds its image again at once. The daemon builds it on its Docker engine.
           "/api/v1/builds",
           {
             ...spec,
-            ...(options.baseImage === undefined ? {} : { baseImage: options.baseImage }),
             name,
             archive: packed.archive.toString("base64"),
             noCache: options.cache === false,

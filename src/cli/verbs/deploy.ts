@@ -10,7 +10,8 @@ import type { Output } from "../output.js";
 import { folderName, readFolderDefaults, type SpecFields } from "../stack.js";
 import { watchFolder } from "../watch.js";
 
-interface DeployOptions {
+/** The flags of `funcd deploy` (`funcd build` takes some of them). */
+export interface DeployOptions {
   name?: string;
   runtime?: string;
   handler?: string;
@@ -26,6 +27,7 @@ interface DeployOptions {
   cpu?: string;
   buildless?: boolean;
   baseImage?: string;
+  secret?: string[];
   watch?: boolean;
 }
 
@@ -49,6 +51,10 @@ export function mergeSpec(defaults: SpecFields, options: DeployOptions): SpecFie
   if (options.baseImage !== undefined) spec.baseImage = options.baseImage;
   if (options.route && options.route.length > 0) spec.routes = options.route;
   if (options.env) spec.env = { ...asRecord(defaults.env), ...options.env };
+  if (options.secret && options.secret.length > 0) {
+    const listed = Array.isArray(defaults.secrets) ? (defaults.secrets as string[]) : [];
+    spec.secrets = [...new Set([...listed, ...options.secret])];
+  }
   if (options.min !== undefined || options.max !== undefined || options.idleTimeout !== undefined) {
     spec.scale = {
       ...asRecord(defaults.scale),
@@ -60,19 +66,56 @@ export function mergeSpec(defaults: SpecFields, options: DeployOptions): SpecFie
   return spec;
 }
 
-export function register(program: Command, deps: CliDeps): void {
-  program
-    .command("deploy")
-    .description("pack a function folder and deploy it (a new revision when anything changed)")
+/**
+ * The function a folder argument names (`funcd deploy|build [dir]`): its absolute path, its name
+ * (`--name`, else the folder's spec file, else the folder's name) and its spec (the flags over the
+ * folder's spec file, see `mergeSpec`). Fails with a usage error when the name is not a function name.
+ */
+export async function readFunctionFolder(
+  dir: string,
+  options: DeployOptions,
+): Promise<{ folder: string; name: string; spec: SpecFields }> {
+  const folder = resolve(dir);
+  const defaults = await readFolderDefaults(folder, options.name);
+  const name = options.name ?? defaults?.name ?? folderName(folder);
+  if (!FUNCTION_NAME.test(name)) {
+    throw usageError(
+      `"${name}" is not a function name: use lower-case letters, digits and '-', starting with a letter`,
+      options.name === undefined
+        ? "The name comes from the folder; pass --name to choose another."
+        : undefined,
+    );
+  }
+  return { folder, name, spec: mergeSpec(defaults?.spec ?? {}, options) };
+}
+
+/** `funcd <verb> [dir]` with the flags that name the function and its runtime (`deploy`, `build`). */
+export function folderCommand(program: Command, verb: string, description: string): Command {
+  return program
+    .command(verb)
+    .description(description)
     .argument("[dir]", "the function folder", ".")
     .option(
       "-n, --name <name>",
       "function name (default: from funcd.yaml in the folder, else the folder's name)",
     )
     .option("--runtime <runtime>", "runtime, e.g. nodejs20 (default nodejs20)")
-    .option("--handler <file.export>", "handler, e.g. handler.main (default handler.main)")
+    .option("--handler <file.export>", "handler, e.g. handler.main (default handler.main)");
+}
+
+export function register(program: Command, deps: CliDeps): void {
+  folderCommand(
+    program,
+    "deploy",
+    "pack a function folder and deploy it (a new revision when anything changed)",
+  )
     .option("--route <path>", "extra public path, e.g. /sum (repeatable)", collect)
     .option("-e, --env <KEY=VALUE>", "environment variable (repeatable)", keyValue)
+    .option(
+      "--secret <name>",
+      "a secret (funcd secret set) as /var/secrets/<name> and env var (repeatable)",
+      collect,
+    )
     .option("--memory <MiB>", "memory limit in MiB", integer(32, 65_536))
     .option("--timeout <duration>", "per-invocation timeout, e.g. 30s", duration)
     .option("--concurrency <n>", "requests in flight per instance", integer(1, 1000))
@@ -98,18 +141,7 @@ A funcd.yaml or function.yaml in the folder gives defaults; flags win.`,
     )
     .action(async (dir: string, options: DeployOptions, command: Command) => {
       const ctx = contextFor(command, deps);
-      const folder = resolve(dir);
-      const defaults = await readFolderDefaults(folder, options.name);
-      const name = options.name ?? defaults?.name ?? folderName(folder);
-      if (!FUNCTION_NAME.test(name)) {
-        throw usageError(
-          `"${name}" is not a function name: use lower-case letters, digits and '-', starting with a letter`,
-          options.name === undefined
-            ? "The name comes from the folder; pass --name to choose another."
-            : undefined,
-        );
-      }
-      const spec = mergeSpec(defaults?.spec ?? {}, options);
+      const { folder, name, spec } = await readFunctionFolder(dir, options);
       const job = { name, dir: folder, spec };
       if (!options.watch) {
         const result = await deployFunction(ctx.out, ctx.client(), job);

@@ -9,11 +9,11 @@ import { access, constants } from "node:fs/promises";
 import { dirname } from "node:path";
 import type Docker from "dockerode";
 import { messageOf } from "../../shared/errors.js";
+import { probeHealth } from "../common/readiness.js";
 import type { InstanceAddress, InstanceInfo } from "../driver.js";
 import { type ContainerHost, removeContainer, removeVolume, trackContainer } from "./container.js";
 import { CONTAINER_PORT, SOCKET_NAME, socketVolumeName } from "./container-config.js";
 import { LABELS } from "./engine.js";
-import { probeHealth } from "./readiness.js";
 
 /** The engine's filter for this daemon's containers and volumes. */
 export function ownedFilter(daemonId: string): { label: string[] } {

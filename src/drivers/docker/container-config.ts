@@ -5,13 +5,16 @@
  * Hardened by default: a non-root user, a read-only root file system with a small private `/tmp`, every
  * capability dropped, `no-new-privileges`, the engine's default seccomp profile (never switched off), a
  * pids limit, a memory limit without swap, an optional CPU quota, no host mounts but the function's code
- * (read-only, buildless mode only), and `docker-init` as PID 1 so signals reach the runtime and zombies
- * are reaped. The gateway reaches it on a port published on 127.0.0.1 only, or — with `network: none` —
- * through a unix socket in a per-instance tmpfs volume, the container having no network at all.
+ * (read-only, buildless mode only) and its secrets (read-only, a tmpfs folder), and `docker-init` as PID 1
+ * so signals reach the runtime and zombies are reaped. The gateway reaches it on a port published on
+ * 127.0.0.1 only, or — with `network: none` — through a unix socket in a per-instance tmpfs volume, the
+ * container having no network at all.
  */
 import { createHash } from "node:crypto";
 import type Docker from "dockerode";
+import { secretEnv } from "../../shared/secret-names.js";
 import type { InstanceSpec } from "../driver.js";
+import { SECRETS_MOUNT } from "../secrets/files.js";
 import { LABELS } from "./engine.js";
 import { nanoCpus } from "./resources.js";
 
@@ -57,12 +60,14 @@ export function containerUser(imageUser: string | undefined): string {
 }
 
 /**
- * The whole environment of an instance, besides what its image sets: the base, the function's own env,
- * then the runtime contract variables (which the function's env cannot override).
+ * The whole environment of an instance, besides what its image sets: the base, its secrets' variables,
+ * the function's own env (which wins over a secret of the same variable name), then the runtime contract
+ * variables (which the function's env cannot override).
  */
 export function instanceEnv(spec: InstanceSpec, listen: string): Record<string, string> {
   return {
     ...BASE_ENV,
+    ...secretEnv(spec.secrets, spec.env),
     ...spec.env,
     FUNCD_LISTEN: listen,
     FUNCD_FUNCTION_DIR: FUNCTION_DIR,
@@ -73,6 +78,7 @@ export function instanceEnv(spec: InstanceSpec, listen: string): Record<string, 
     FUNCD_TIMEOUT_MS: String(spec.timeoutMs),
     FUNCD_MEMORY_LIMIT_MB: String(spec.memoryMb),
     ...(spec.handlerStyle ? { FUNCD_HANDLER_STYLE: spec.handlerStyle } : {}),
+    ...(spec.secretsDir === undefined ? {} : { FUNCD_SECRETS_DIR: SECRETS_MOUNT }),
   };
 }
 
@@ -138,6 +144,12 @@ export function containerConfig(plan: ContainerPlan): Docker.ContainerCreateOpti
   const mounts: Docker.MountConfig = [];
   if (plan.buildless) {
     mounts.push({ Type: "bind", Source: spec.artifactDir, Target: FUNCTION_DIR, ReadOnly: true });
+  }
+  if (spec.secretsDir !== undefined && !plan.generic) {
+    // The one host mount besides buildless code: the engine keeps secrets only in Swarm mode, so funcd
+    // writes them to a per-instance tmpfs folder (memory, 0400 files of the container's uid) and binds
+    // that read-only. Never baked into an image, never on the engine's disk.
+    mounts.push({ Type: "bind", Source: spec.secretsDir, Target: SECRETS_MOUNT, ReadOnly: true });
   }
   if (isolated) {
     mounts.push({ Type: "volume", Source: socketVolumeName(spec.instanceId), Target: SOCKET_DIR });

@@ -1,22 +1,16 @@
 /**
  * One live container of the Docker driver and what happens to it once it runs: its output followed
- * into the log sink, its exit awaited (`wait`), and then — recorded, inspected for an OOM kill, removed
- * with its socket volume, and announced when nobody asked for it.
+ * into the log sink, its exit awaited (`wait`), and then — inspected for an OOM kill, recorded,
+ * announced when nobody asked for it, and only then removed with its socket volume and pool slot (a
+ * removal takes a while, and the fleet must hear of a crash before its health check finds the
+ * instance dead and calls it unhealthy).
  */
 import { rm } from "node:fs/promises";
 import type Docker from "dockerode";
-import type { Logger } from "pino";
-import type { Clock } from "../../shared/clock.js";
 import { messageOf } from "../../shared/errors.js";
-import type {
-  DriverEvent,
-  ExitReason,
-  InstanceExit,
-  InstanceInfo,
-  InstanceSpec,
-  LogLine,
-  LogSink,
-} from "../driver.js";
+import { announceExit, type DriverListener } from "../common/exit-events.js";
+import { type LineHost, outputLine, systemLine } from "../common/instance-lines.js";
+import type { ExitReason, InstanceExit, InstanceInfo, InstanceSpec } from "../driver.js";
 import { LastLines } from "../process/output.js";
 import { followOutput } from "./logs.js";
 
@@ -30,14 +24,13 @@ const UNREACHABLE_STOP_MS = 5_000;
 const REMOVE_ATTEMPTS = 100;
 
 /** The driver's state that tracking a container and handling its exit read and change. */
-export interface ContainerHost {
+export interface ContainerHost extends LineHost {
   readonly docker: Docker;
-  readonly logger: Logger;
-  readonly clock: Pick<Clock, "now">;
   /** Live instances by id. */
   readonly instances: Map<string, DockerInstance>;
-  readonly listeners: Set<(event: DriverEvent) => void>;
-  readonly logSink: LogSink;
+  readonly listeners: Set<DriverListener>;
+  /** Hands over a clean-up that goes on after its instance left `instances` (dispose() waits for it). */
+  readonly settle: (cleanup: Promise<unknown>) => void;
 }
 
 /** What a tracked container belongs to (a whole spec for a start; labels only for an adopted one). */
@@ -124,25 +117,7 @@ export function trackContainer(
     host.docker,
     container,
     options.fromStart,
-    (line) => {
-      inst.lastLines.push(line.text);
-      // A generic container belongs to no function yet: its output is the daemon's.
-      if (inst.generic !== undefined) {
-        host.logger.info({ poolInstance: inst.info.instanceId, stream: line.stream }, line.text);
-        return;
-      }
-      // Read at each line: a specialized pool container changes identity once.
-      const { functionName, revisionId, instanceId } = inst.identity;
-      emitLog(host, {
-        time: host.clock.now(),
-        functionName,
-        revisionId,
-        instanceId,
-        stream: line.stream,
-        ...(line.requestId === undefined ? {} : { requestId: line.requestId }),
-        text: line.text,
-      });
-    },
+    (line) => outputLine(host, inst, line.stream, line.text, line.requestId),
     follow.signal,
   ).catch((err: unknown) => {
     host.logger.warn(
@@ -205,7 +180,11 @@ export function describeExit(code: number | null): string {
   return `code ${code}`;
 }
 
-/** Records an exit, removes the container (and socket volume), and tells listeners when it was not asked for. */
+/**
+ * Records an exit and tells listeners when it was not asked for — as soon as the engine has said how
+ * it ended (an OOM kill?) and its last output is in — then removes the container, its socket volume
+ * and its pool slot; `exited` settles after that.
+ */
 async function recordExit(
   host: ContainerHost,
   inst: DockerInstance,
@@ -236,24 +215,22 @@ async function recordExit(
     signal: code !== null && code > 128 && code < 160 ? signalName(code - 128) : null,
     lastLogLines: inst.lastLines.snapshot(),
   };
-  await removeContainer(host, inst.container, inst.volume);
-  if (inst.slotDir !== undefined)
-    await rm(inst.slotDir, { recursive: true, force: true }).catch(() => undefined);
   inst.info.state = reason === "stopped" || reason === "exited" ? "stopped" : "failed";
   inst.info.exit = exit;
   // Keyed by its current id (a specialized pool container was re-keyed); a newer entry is left alone.
-  const { instanceId, functionName } = inst.identity;
   if (host.instances.get(inst.info.instanceId) === inst) host.instances.delete(inst.info.instanceId);
-  if (inst.announced && !inst.stopRequested && inst.generic !== undefined) {
-    const { runtime } = inst.generic;
-    const poolId = inst.info.instanceId;
-    host.logger.warn({ poolInstance: poolId, runtime, reason, code }, "warm pool container exited");
-    notify(host, { type: "generic-exit", poolId, runtime, exit });
-  } else if (inst.announced && !inst.stopRequested) {
-    host.logger.info({ instance: instanceId, function: functionName, reason, code }, "instance exited");
-    notify(host, { type: "exit", instanceId, functionName, exit });
-  }
+  announceExit(host, inst, exit, "container");
+  const removal = removeLeftovers(host, inst);
+  host.settle(removal);
+  await removal;
   return exit;
+}
+
+/** What an exited container leaves: the container itself, its socket volume, its pool slot. */
+async function removeLeftovers(host: ContainerHost, inst: DockerInstance): Promise<void> {
+  await removeContainer(host, inst.container, inst.volume);
+  if (inst.slotDir !== undefined)
+    await rm(inst.slotDir, { recursive: true, force: true }).catch(() => undefined);
 }
 
 /**
@@ -309,42 +286,4 @@ const SIGNALS: Record<number, string> = {
 
 function signalName(n: number): string {
   return SIGNALS[n] ?? `SIG${n}`;
-}
-
-function notify(host: ContainerHost, event: DriverEvent): void {
-  for (const listener of host.listeners) {
-    try {
-      listener(event);
-    } catch (err) {
-      host.logger.error({ err }, "a driver event listener threw");
-    }
-  }
-}
-
-function emitLog(host: ContainerHost, line: LogLine): void {
-  try {
-    host.logSink(line);
-  } catch (err) {
-    host.logger.error({ err }, "the log sink threw");
-  }
-}
-
-/** A line from the driver itself about an instance, kept with its output for crash reports. */
-export function systemLine(host: ContainerHost, inst: DockerInstance, text: string): void {
-  inst.lastLines.push(text);
-  if (inst.generic !== undefined) {
-    host.logger.warn({ poolInstance: inst.info.instanceId }, text);
-    return;
-  }
-  const { functionName, revisionId, instanceId } = inst.identity;
-  emitLog(host, { time: host.clock.now(), functionName, revisionId, instanceId, stream: "system", text });
-}
-
-/** A copy of an instance's info for callers, who must not change ours. */
-export function snapshot(info: InstanceInfo): InstanceInfo {
-  return {
-    ...info,
-    address: { ...info.address },
-    ...(info.exit === undefined ? {} : { exit: { ...info.exit } }),
-  };
 }

@@ -14,6 +14,10 @@ import type Docker from "dockerode";
 import type { Logger } from "pino";
 import type { Clock } from "../../shared/clock.js";
 import { FuncdError, messageOf } from "../../shared/errors.js";
+import { genericSpec } from "../common/generic.js";
+import { waitUntilReady } from "../common/readiness.js";
+import { abandonStart, ReadyWait } from "../common/ready-wait.js";
+import { InstanceRegistry, snapshot } from "../common/registry.js";
 import type {
   Driver,
   DriverEvent,
@@ -33,15 +37,13 @@ import {
   isGone,
   removeContainer,
   removeVolume,
-  snapshot,
   trackContainer,
 } from "./container.js";
 import { containerConfig, socketVolumeConfig, socketVolumeName } from "./container-config.js";
 import type { Engine } from "./engine.js";
-import { createFailure, Interrupted, imageMissing, startFailure } from "./failures.js";
+import { createFailure, imageMissing, startFailure } from "./failures.js";
 import { ensureNetwork } from "./network.js";
 import { specializationRefusal, specializeInto, takeOver } from "./pool.js";
-import { waitUntilReady } from "./readiness.js";
 
 export interface DockerDriverOptions {
   /** The engine to run containers on (`connectEngine()`). */
@@ -75,10 +77,6 @@ export interface DockerDriverOptions {
   };
 }
 
-const INSTANCE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-/** dispose() is for daemon shutdown: the gateway has drained invocations, so a short grace will do. */
-const DISPOSE_GRACE_MS = 1_000;
-
 /** One hardened container per instance; see the module comment and `docs/runtime-contract.md`. */
 export class DockerDriver implements Driver {
   readonly name = "docker";
@@ -86,14 +84,11 @@ export class DockerDriver implements Driver {
   private readonly docker: Docker;
   private readonly logger: Logger;
   private readonly networkName: string;
-  private readonly instances = new Map<string, DockerInstance>();
-  /** Starts in progress, so stop() and dispose() can abort them and reconcile() leaves them alone. */
-  private readonly starting = new Map<string, { abort: AbortController; done: Promise<unknown> }>();
-  private readonly listeners = new Set<(event: DriverEvent) => void>();
+  /** Live containers, starts in progress, listeners. */
+  private readonly registry = new InstanceRegistry<DockerInstance>("docker");
   /** Image → its `USER`, asked once per image (tags are content hashes, so they do not change). */
   private readonly imageUsers = new Map<string, Promise<string | undefined>>();
   private network: Promise<string> | undefined;
-  private disposed = false;
   private readonly host: ContainerHost;
   private readonly slotsDir: string | undefined;
 
@@ -116,9 +111,10 @@ export class DockerDriver implements Driver {
       docker: this.docker,
       logger: this.logger,
       clock: options.clock ?? Date,
-      instances: this.instances,
-      listeners: this.listeners,
+      instances: this.registry.live,
+      listeners: this.registry.listeners,
       logSink: (line) => this.options.logSink(line),
+      settle: (cleanup) => this.registry.settle(cleanup),
     };
     if (options.pool !== undefined) {
       this.slotsDir = resolve(options.pool.slotsDir);
@@ -128,15 +124,10 @@ export class DockerDriver implements Driver {
   }
 
   async start(spec: InstanceSpec, options: StartOptions = {}): Promise<InstanceInfo> {
-    if (this.disposed) throw new FuncdError("FUNCTION_UNAVAILABLE", "The docker driver has been disposed");
-    if (!INSTANCE_ID.test(spec.instanceId)) {
-      throw new FuncdError("BAD_REQUEST", `Instance id "${spec.instanceId}" is not a valid instance id`);
-    }
-    if (this.instances.has(spec.instanceId) || this.starting.has(spec.instanceId)) {
-      throw new FuncdError("BAD_REQUEST", `Instance "${spec.instanceId}" is already running`);
-    }
+    this.registry.checkOpen();
+    this.registry.checkNewId(spec.instanceId);
     options.signal?.throwIfAborted();
-    return this.tracked(spec.instanceId, options.signal, (signal) =>
+    return this.registry.tracked(spec.instanceId, options.signal, (signal) =>
       this.launch(spec, options.readyTimeoutMs ?? 10_000, signal),
     );
   }
@@ -150,16 +141,7 @@ export class DockerDriver implements Driver {
     options: GenericStartOptions,
   ): Promise<GenericInstance> {
     const { poolId, memoryMb } = options;
-    if (this.disposed) throw new FuncdError("FUNCTION_UNAVAILABLE", "The docker driver has been disposed");
-    if (!INSTANCE_ID.test(poolId)) {
-      throw new FuncdError("BAD_REQUEST", `Pool instance id "${poolId}" is not a valid instance id`);
-    }
-    if (this.instances.has(poolId) || this.starting.has(poolId)) {
-      throw new FuncdError("BAD_REQUEST", `Instance "${poolId}" is already running`);
-    }
-    if (!Number.isInteger(memoryMb) || memoryMb < 16) {
-      throw new FuncdError("BAD_REQUEST", `A pool instance needs a memory limit in MiB, not ${memoryMb}`);
-    }
+    this.registry.checkGenericStart(options);
     const template = await this.runtimeTraits(runtime);
     if (!template.generic) {
       throw new FuncdError("UNKNOWN_RUNTIME", `Runtime "${runtime}" has no generic mode for the warm pool`);
@@ -167,19 +149,9 @@ export class DockerDriver implements Driver {
     options.signal?.throwIfAborted();
     const slotDir = join(this.slotsDir as string, poolId);
     await mkdir(slotDir, { recursive: true, mode: 0o755 });
-    const spec: InstanceSpec = {
-      instanceId: poolId,
-      functionName: "",
-      revisionId: "",
-      runtime,
-      artifactDir: slotDir,
-      handler: "",
-      env: {},
-      memoryMb,
-      timeoutMs: 1,
-    };
+    const spec = genericSpec(poolId, runtime, memoryMb, slotDir);
     try {
-      await this.tracked(poolId, options.signal, (signal) =>
+      await this.registry.tracked(poolId, options.signal, (signal) =>
         this.launch(spec, options.readyTimeoutMs ?? 10_000, signal, { runtime, memoryMb }),
       );
     } catch (err) {
@@ -200,33 +172,12 @@ export class DockerDriver implements Driver {
     spec: InstanceSpec,
     options: StartOptions = {},
   ): Promise<InstanceInfo> {
-    if (this.disposed) throw new FuncdError("FUNCTION_UNAVAILABLE", "The docker driver has been disposed");
-    const inst = this.instances.get(poolId);
-    const generic = inst?.generic;
-    if (inst === undefined || generic === undefined || inst.stopRequested || inst.info.state !== "ready") {
-      throw new FuncdError(
-        "FUNCTION_UNAVAILABLE",
-        `Pool instance "${poolId}" is not a ready generic instance`,
-      );
-    }
+    const inst = this.registry.readyGeneric(poolId);
     const { bootEnv } = await this.runtimeTraits(spec.runtime);
-    const refusal = specializationRefusal(generic, spec, bootEnv);
-    if (refusal !== undefined) {
-      throw new FuncdError(
-        "FUNCTION_UNAVAILABLE",
-        `Function "${spec.functionName}" cannot be specialized from pool instance "${poolId}": ${refusal}`,
-        { extra: { refused: true } },
-      );
-    }
-    if (!INSTANCE_ID.test(spec.instanceId)) {
-      throw new FuncdError("BAD_REQUEST", `Instance id "${spec.instanceId}" is not a valid instance id`);
-    }
-    if (this.instances.has(spec.instanceId) || this.starting.has(spec.instanceId)) {
-      throw new FuncdError("BAD_REQUEST", `Instance "${spec.instanceId}" is already running`);
-    }
+    this.registry.checkSpecialization(poolId, spec, specializationRefusal(inst.generic, spec, bootEnv));
     options.signal?.throwIfAborted();
-    takeOver(this.instances, inst, spec);
-    return this.tracked(spec.instanceId, options.signal, (signal) =>
+    takeOver(this.registry.live, inst, spec);
+    return this.registry.tracked(spec.instanceId, options.signal, (signal) =>
       specializeInto(inst, spec, options.readyTimeoutMs ?? 10_000, signal),
     );
   }
@@ -234,25 +185,6 @@ export class DockerDriver implements Driver {
   /** What the pool needs to know of a runtime (see the `pool` option). */
   private async runtimeTraits(runtime: string): Promise<{ generic: boolean; bootEnv: readonly string[] }> {
     return (await this.options.pool?.runtime?.(runtime)) ?? { generic: true, bootEnv: [] };
-  }
-
-  /** Runs a start under an abort controller that stop() and dispose() can reach while it is pending. */
-  private async tracked<T>(
-    id: string,
-    callerSignal: AbortSignal | undefined,
-    run: (signal: AbortSignal) => Promise<T>,
-  ): Promise<T> {
-    const abort = new AbortController();
-    const onCallerAbort = () => abort.abort(callerSignal?.reason);
-    callerSignal?.addEventListener("abort", onCallerAbort, { once: true });
-    const done = run(abort.signal);
-    this.starting.set(id, { abort, done });
-    try {
-      return await done;
-    } finally {
-      this.starting.delete(id);
-      callerSignal?.removeEventListener("abort", onCallerAbort);
-    }
   }
 
   /**
@@ -339,12 +271,7 @@ export class DockerDriver implements Driver {
     });
 
     // Whatever ends the wait first: ready, exit, timeout, or the caller's abort.
-    const wait = new AbortController();
-    const relay = () => wait.abort(signal.reason);
-    signal.addEventListener("abort", relay, { once: true });
-    if (signal.aborted) relay();
-    const timer = setTimeout(() => wait.abort(new Interrupted("timeout")), readyTimeoutMs);
-    void inst.exitSeen.then(() => wait.abort(new Interrupted("exited")));
+    const wait = new ReadyWait(signal, readyTimeoutMs, inst.exitSeen);
     try {
       if (socket === undefined) {
         const address = await addressOf(this.docker, await container.inspect(), spec.instanceId);
@@ -352,17 +279,15 @@ export class DockerDriver implements Driver {
         if (address === undefined) await untilAborted(wait.signal);
         info.address = address ?? info.address;
       }
-      await waitUntilReady(info.address, wait.signal, generic === undefined ? "ready" : "generic");
+      await waitUntilReady(info.address, wait.signal, { want: generic === undefined ? "ready" : "generic" });
     } catch (err) {
-      const why: unknown = wait.signal.aborted ? wait.signal.reason : err;
-      if (!(why instanceof Interrupted && why.why === "exited")) await this.kill(inst);
-      const exit = await inst.exited;
-      // The caller's own abort reason is rethrown as is, as fetch() does.
-      if (!(why instanceof Interrupted)) throw why;
-      throw startFailure(spec, exit, why.why, inst.oomKilled, readyTimeoutMs);
+      await abandonStart(
+        wait.reason(err),
+        { kill: () => this.kill(inst), exited: inst.exited },
+        (exit, why) => startFailure(spec, exit, why, inst.oomKilled, readyTimeoutMs),
+      );
     } finally {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", relay);
+      wait.close();
     }
     inst.info.state = "ready";
     inst.announced = true;
@@ -382,19 +307,7 @@ export class DockerDriver implements Driver {
   }
 
   async stop(instanceId: string, options: { graceMs?: number } = {}): Promise<void> {
-    const pending = this.starting.get(instanceId);
-    if (pending !== undefined && !this.instances.get(instanceId)?.announced) {
-      pending.abort.abort(
-        new FuncdError("FUNCTION_UNAVAILABLE", `Instance "${instanceId}" was stopped while starting`),
-      );
-      await pending.done.catch(() => undefined);
-      return;
-    }
-    const inst = this.instances.get(instanceId);
-    if (inst === undefined) return;
-    if (!inst.stopRequested) {
-      inst.stopRequested = true;
-      inst.info.state = "draining";
+    await this.registry.stop(instanceId, async (inst) => {
       // The engine sends SIGTERM (docker-init passes it to the runtime, which drains), then SIGKILL
       // after the grace — a handler may ignore or hang on SIGTERM, and a stop must end. Whole seconds.
       const t = Math.max(0, Math.ceil((options.graceMs ?? 5_000) / 1000));
@@ -403,20 +316,16 @@ export class DockerDriver implements Driver {
           this.logger.warn({ instance: instanceId, err: messageOf(err) }, "docker stop failed");
         return this.kill(inst);
       });
-    }
-    await inst.exited;
+    });
   }
 
   /** The instances serving (or starting for) functions, adopted ones included; not generic pool ones. */
   list(): InstanceInfo[] {
-    return [...this.instances.values()]
-      .filter((inst) => inst.generic === undefined)
-      .map((inst) => snapshot(inst.info));
+    return this.registry.list();
   }
 
   onEvent(listener: (event: DriverEvent) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    return this.registry.onEvent(listener);
   }
 
   /**
@@ -427,13 +336,15 @@ export class DockerDriver implements Driver {
     const { removed } = await reconcileContainers(
       this.host,
       this.options.daemonId,
-      (instanceId) => this.instances.has(instanceId) || this.starting.has(instanceId),
+      (instanceId) => this.registry.live.has(instanceId) || this.registry.starting.has(instanceId),
     );
     // Pool slots whose container is gone (named by pool id; a specialized one keeps its slot).
     if (this.slotsDir !== undefined) {
       const live = new Set([
-        ...[...this.instances.values()].flatMap((inst) => (inst.slotDir === undefined ? [] : [inst.slotDir])),
-        ...[...this.starting.keys()].map((id) => join(this.slotsDir as string, id)),
+        ...[...this.registry.live.values()].flatMap((inst) =>
+          inst.slotDir === undefined ? [] : [inst.slotDir],
+        ),
+        ...[...this.registry.starting.keys()].map((id) => join(this.slotsDir as string, id)),
       ]);
       for (const name of await readdir(this.slotsDir).catch(() => [])) {
         const dir = join(this.slotsDir, name);
@@ -445,14 +356,7 @@ export class DockerDriver implements Driver {
 
   /** Stops and removes every container of this driver (adopted ones too). The network stays. */
   async dispose(): Promise<void> {
-    this.disposed = true;
-    const reason = new FuncdError("FUNCTION_UNAVAILABLE", "The docker driver is shutting down");
-    for (const { abort } of this.starting.values()) abort.abort(reason);
-    await Promise.all([
-      ...[...this.starting.values()].map(({ done }) => done.catch(() => undefined)),
-      ...[...this.instances.keys()].map((id) => this.stop(id, { graceMs: DISPOSE_GRACE_MS })),
-    ]);
-    this.listeners.clear();
+    await this.registry.dispose((id, options) => this.stop(id, options));
   }
 
   private async kill(inst: DockerInstance): Promise<void> {

@@ -4,10 +4,10 @@
  */
 import type { ChildProcess } from "node:child_process";
 import { rm } from "node:fs/promises";
-import type { Logger } from "pino";
-import type { Clock } from "../../shared/clock.js";
-import type { DriverEvent, InstanceExit, InstanceInfo, InstanceSpec, LogLine, LogSink } from "../driver.js";
-import { describeExit, exitReason, type StartInterruption } from "./exit.js";
+import { announceExit, type DriverListener } from "../common/exit-events.js";
+import { type LineHost, outputLine, systemLine } from "../common/instance-lines.js";
+import type { InstanceExit, InstanceInfo, InstanceSpec } from "../driver.js";
+import { describeExit, exitReason } from "./exit.js";
 import type { InstanceCgroup, RssWatchdog } from "./memory.js";
 import { LastLines, parseTagged, readLines } from "./output.js";
 import { processTree, readStat, signalAll, signalGroup } from "./proctree.js";
@@ -18,15 +18,12 @@ import type { PoolUids } from "./sandbox.js";
 const OUTPUT_DRAIN_MS = 500;
 
 /** The driver's state that tracking an instance and handling its exit read and change. */
-export interface InstanceHost {
-  readonly logger: Logger;
-  readonly clock: Pick<Clock, "now">;
+export interface InstanceHost extends LineHost {
   /** Live instances by their current id. */
   readonly instances: Map<string, Instance>;
-  readonly listeners: Set<(event: DriverEvent) => void>;
+  readonly listeners: Set<DriverListener>;
   /** Pool slot uids of live generic or specialized-from-the-pool instances. */
   readonly poolUids: PoolUids;
-  readonly logSink: LogSink;
 }
 
 /** What a generic (warm pool) instance was started as, until it is specialized. */
@@ -68,11 +65,6 @@ export interface Instance {
   announced: boolean;
 }
 
-/** Why the readiness wait was cut short (other than by the caller). */
-export class Interrupted {
-  constructor(readonly why: StartInterruption) {}
-}
-
 /** Registers a spawned child: output capture, exit handling, bookkeeping. */
 export function trackInstance(
   host: InstanceHost,
@@ -90,23 +82,7 @@ export function trackInstance(
     if (stream === null) return Promise.resolve();
     return readLines(stream, (line) => {
       const { requestId, text } = parseTagged(line);
-      lastLines.push(text);
-      // A generic instance belongs to no function yet: its output is the daemon's.
-      if (inst.generic !== undefined) {
-        host.logger.info({ poolInstance: inst.info.instanceId, stream: name }, text);
-        return;
-      }
-      // Read at each line: a specialized instance changes identity once.
-      const { functionName, revisionId, instanceId } = inst.spec;
-      emitLog(host, {
-        time: host.clock.now(),
-        functionName,
-        revisionId,
-        instanceId,
-        stream: name,
-        ...(requestId === undefined ? {} : { requestId }),
-        text,
-      });
+      outputLine(host, inst, name, text, requestId);
     });
   };
   let seen: () => void = () => undefined;
@@ -188,30 +164,8 @@ async function recordExit(
   if (host.instances.get(inst.info.instanceId) === inst) host.instances.delete(inst.info.instanceId);
   // Only now that its processes are gone may another pool instance run as this uid.
   host.poolUids.release(inst.slotUid);
-  if (inst.announced && !inst.stopRequested && inst.generic !== undefined) {
-    const poolId = inst.info.instanceId;
-    const { runtime } = inst.generic;
-    host.logger.warn({ poolInstance: poolId, runtime, reason, code, signal }, "warm pool instance exited");
-    notify(host, { type: "generic-exit", poolId, runtime, exit });
-  } else if (inst.announced && !inst.stopRequested) {
-    const { instanceId, functionName } = inst.spec;
-    host.logger.info(
-      { instance: instanceId, function: functionName, reason, code, signal },
-      "instance exited",
-    );
-    notify(host, { type: "exit", instanceId, functionName, exit });
-  }
+  announceExit(host, inst, exit, "instance");
   return exit;
-}
-
-function notify(host: InstanceHost, event: DriverEvent): void {
-  for (const listener of host.listeners) {
-    try {
-      listener(event);
-    } catch (err) {
-      host.logger.error({ err }, "a driver event listener threw");
-    }
-  }
 }
 
 /**
@@ -235,32 +189,4 @@ export async function kill(inst: Instance): Promise<void> {
   signalAll(await processTree(inst.pid), "SIGKILL");
   signalGroup(inst.pid, "SIGKILL");
   await inst.cgroup?.kill();
-}
-
-function emitLog(host: InstanceHost, line: LogLine): void {
-  try {
-    host.logSink(line);
-  } catch (err) {
-    host.logger.error({ err }, "the log sink threw");
-  }
-}
-
-/** A line from the driver itself about an instance, kept with its output for crash reports. */
-export function systemLine(host: InstanceHost, inst: Instance, text: string): void {
-  inst.lastLines.push(text);
-  if (inst.generic !== undefined) {
-    host.logger.warn({ poolInstance: inst.info.instanceId }, text);
-    return;
-  }
-  const { functionName, revisionId, instanceId } = inst.spec;
-  emitLog(host, { time: host.clock.now(), functionName, revisionId, instanceId, stream: "system", text });
-}
-
-/** A copy of an instance's info for callers, who must not change ours. */
-export function snapshot(info: InstanceInfo): InstanceInfo {
-  return {
-    ...info,
-    address: { ...info.address },
-    ...(info.exit === undefined ? {} : { exit: { ...info.exit } }),
-  };
 }

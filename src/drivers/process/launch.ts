@@ -6,6 +6,7 @@
  *   bwrap …                             (sandbox)
  *   node --max-old-space-size=N /runtime/server.mjs
  */
+import { secretEnv } from "../../shared/secret-names.js";
 import type { InstanceSpec } from "../driver.js";
 import { heapFlags, type InstanceCgroup } from "./memory.js";
 import type { SandboxPlan } from "./plans.js";
@@ -41,23 +42,37 @@ export interface LaunchInput {
 export interface InsidePaths {
   listen: string;
   functionDir: string;
-}
-
-/** The paths an instance sees, for `instanceEnv`. */
-export function insidePaths(sandboxed: boolean, socketPath: string, functionDir: string): InsidePaths {
-  return sandboxed
-    ? { listen: `${SANDBOX_PATHS.run}/sock`, functionDir: SANDBOX_PATHS.function }
-    : { listen: socketPath, functionDir };
+  /** Where its secret files are (`FUNCD_SECRETS_DIR`), when it has any. */
+  secretsDir?: string;
 }
 
 /**
- * The whole environment of an instance of `spec`: the base, the function's own env, the contract
- * variables. Never the daemon's environment: it holds secrets, and e.g. NODE_EXTRA_CA_CERTS costs every
- * start. A specialized pool instance gets exactly this too, so both ways of starting agree.
+ * The paths an instance sees, for `instanceEnv`. Without bwrap nothing can be mounted, so the instance
+ * reads its secrets at their real (tmpfs) path, which `FUNCD_SECRETS_DIR` names.
+ */
+export function insidePaths(
+  sandboxed: boolean,
+  socketPath: string,
+  functionDir: string,
+  secretsDir?: string,
+): InsidePaths {
+  const secrets =
+    secretsDir === undefined ? {} : { secretsDir: sandboxed ? SANDBOX_PATHS.secrets : secretsDir };
+  return sandboxed
+    ? { listen: `${SANDBOX_PATHS.run}/sock`, functionDir: SANDBOX_PATHS.function, ...secrets }
+    : { listen: socketPath, functionDir, ...secrets };
+}
+
+/**
+ * The whole environment of an instance of `spec`: the base, its secrets' variables, the function's own
+ * env (which wins over a secret of the same variable name), the contract variables. Never the daemon's
+ * environment: it holds credentials, and e.g. NODE_EXTRA_CA_CERTS costs every start. A specialized pool
+ * instance gets exactly this too, so both ways of starting agree.
  */
 export function instanceEnv(spec: InstanceSpec, inside: InsidePaths): Record<string, string> {
   return {
     ...BASE_ENV,
+    ...secretEnv(spec.secrets, spec.env),
     ...spec.env,
     FUNCD_LISTEN: inside.listen,
     FUNCD_FUNCTION_DIR: inside.functionDir,
@@ -68,6 +83,7 @@ export function instanceEnv(spec: InstanceSpec, inside: InsidePaths): Record<str
     FUNCD_TIMEOUT_MS: String(spec.timeoutMs),
     FUNCD_MEMORY_LIMIT_MB: String(spec.memoryMb),
     ...(spec.handlerStyle ? { FUNCD_HANDLER_STYLE: spec.handlerStyle } : {}),
+    ...(inside.secretsDir === undefined ? {} : { FUNCD_SECRETS_DIR: inside.secretsDir }),
   };
 }
 
@@ -100,6 +116,7 @@ export function buildLaunch({ spec, template, sandbox, paths, uid, cgroup, gener
       socketDir: paths.socketDir,
       tmpBytes: limitBytes,
       ...(interpreter?.prefix === undefined ? {} : { interpreterPrefix: interpreter.prefix }),
+      ...(spec.secretsDir === undefined ? {} : { secretsDir: spec.secretsDir }),
     };
     argv = [...bwrapArgs(sandbox.bwrap, mounts), ...argv];
   }
@@ -107,7 +124,7 @@ export function buildLaunch({ spec, template, sandbox, paths, uid, cgroup, gener
     argv = [...dropPrivilegesArgs(sandbox.setpriv, uid), ...argv];
   if (cgroup !== undefined) argv = cgroup.wrap(argv);
 
-  const inside = insidePaths(sandboxed, paths.socketPath, spec.artifactDir);
+  const inside = insidePaths(sandboxed, paths.socketPath, spec.artifactDir, spec.secretsDir);
   const env = generic === true ? genericEnv(spec, inside) : instanceEnv(spec, inside);
   // bwrap sets the working dir itself (--chdir); without it the function's folder is the working dir.
   return { argv, env, cwd: sandboxed ? "/" : spec.artifactDir };

@@ -15,6 +15,8 @@ import { basename, join, resolve } from "node:path";
 import type { Logger } from "pino";
 import type { Clock } from "../../shared/clock.js";
 import { FuncdError } from "../../shared/errors.js";
+import { bootOnlyRefusal, genericSpec, poolMismatch } from "../common/generic.js";
+import { InstanceRegistry } from "../common/registry.js";
 import type {
   Driver,
   DriverEvent,
@@ -26,12 +28,12 @@ import type {
   StartOptions,
 } from "../driver.js";
 import { UidAccess } from "./access.js";
-import { type Instance, kill, snapshot, terminate } from "./instance.js";
+import { type Instance, kill, terminate } from "./instance.js";
 import { InstanceCgroup, listCgroups, type MemoryEnforcement } from "./memory.js";
 import { type MemoryPlan, resolveMemoryPlan, resolveSandboxPlan, type SandboxPlan } from "./plans.js";
 import { instanceDirName, instancePaths, prepareRunDir, removeLeftover } from "./rundir.js";
 import { DEFAULT_UID_BASE, isRoot, PoolUids, type SandboxMode } from "./sandbox.js";
-import { adopt, genericSpec, specializationRefusal, specializeInto } from "./specialize.js";
+import { adopt, specializeInto } from "./specialize.js";
 import { type LaunchHost, launchInstance } from "./start.js";
 import { loadTemplate, type RuntimeTemplate } from "./template.js";
 
@@ -51,10 +53,6 @@ export interface ProcessDriverOptions {
   clock?: Pick<Clock, "now">;
 }
 
-const INSTANCE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-/** dispose() is for daemon shutdown: the gateway has drained invocations, so a short grace will do. */
-const DISPOSE_GRACE_MS = 1_000;
-
 /** One sandboxed OS process per instance; see the module comment and `docs/runtime-contract.md`. */
 export class ProcessDriver implements Driver {
   readonly name = "process";
@@ -63,17 +61,14 @@ export class ProcessDriver implements Driver {
   private readonly templatesDir: string;
   private readonly logger: Logger;
   private readonly uidBase: number;
-  private readonly instances = new Map<string, Instance>();
-  /** Starts in progress, so stop() and dispose() can abort them and reconcile() leaves them alone. */
-  private readonly starting = new Map<string, { abort: AbortController; done: Promise<unknown> }>();
-  private readonly listeners = new Set<(event: DriverEvent) => void>();
+  /** Live instances, starts in progress, listeners. */
+  private readonly registry = new InstanceRegistry<Instance>("process");
   private readonly templates = new Map<string, Promise<RuntimeTemplate>>();
   /** Pool slot uids of live generic or specialized-from-the-pool instances. */
   private readonly poolUids: PoolUids;
   private sandboxPlan: Promise<SandboxPlan> | undefined;
   private memoryPlan: Promise<MemoryPlan> | undefined;
   private runDirReady: Promise<void> | undefined;
-  private disposed = false;
   /** Permissions granted to instance uids on the host (root only); remembered per driver. */
   private readonly access: UidAccess;
   /** The state the start and exit functions share with the driver. */
@@ -97,8 +92,8 @@ export class ProcessDriver implements Driver {
       uidBase: this.uidBase,
       logger: this.logger,
       clock: options.clock ?? Date,
-      instances: this.instances,
-      listeners: this.listeners,
+      instances: this.registry.live,
+      listeners: this.registry.listeners,
       poolUids: this.poolUids,
       access: this.access,
       logSink: (line) => this.options.logSink(line),
@@ -110,15 +105,10 @@ export class ProcessDriver implements Driver {
   }
 
   async start(spec: InstanceSpec, options: StartOptions = {}): Promise<InstanceInfo> {
-    if (this.disposed) throw new FuncdError("FUNCTION_UNAVAILABLE", "The process driver has been disposed");
-    if (!INSTANCE_ID.test(spec.instanceId)) {
-      throw new FuncdError("BAD_REQUEST", `Instance id "${spec.instanceId}" is not a valid instance id`);
-    }
-    if (this.instances.has(spec.instanceId) || this.starting.has(spec.instanceId)) {
-      throw new FuncdError("BAD_REQUEST", `Instance "${spec.instanceId}" is already running`);
-    }
+    this.registry.checkOpen();
+    this.registry.checkNewId(spec.instanceId);
     options.signal?.throwIfAborted();
-    return this.tracked(spec.instanceId, options.signal, (signal) =>
+    return this.registry.tracked(spec.instanceId, options.signal, (signal) =>
       launchInstance(this.host, spec, options.readyTimeoutMs ?? 10_000, signal),
     );
   }
@@ -129,20 +119,11 @@ export class ProcessDriver implements Driver {
    */
   async startGeneric(runtime: string, options: GenericStartOptions): Promise<GenericInstance> {
     const { poolId, memoryMb } = options;
-    if (this.disposed) throw new FuncdError("FUNCTION_UNAVAILABLE", "The process driver has been disposed");
-    if (!INSTANCE_ID.test(poolId)) {
-      throw new FuncdError("BAD_REQUEST", `Pool instance id "${poolId}" is not a valid instance id`);
-    }
-    if (this.instances.has(poolId) || this.starting.has(poolId)) {
-      throw new FuncdError("BAD_REQUEST", `Instance "${poolId}" is already running`);
-    }
-    if (!Number.isInteger(memoryMb) || memoryMb < 16) {
-      throw new FuncdError("BAD_REQUEST", `A pool instance needs a memory limit in MiB, not ${memoryMb}`);
-    }
+    this.registry.checkGenericStart(options);
     options.signal?.throwIfAborted();
     const paths = instancePaths(this.runDir, poolId);
     const spec = genericSpec(poolId, runtime, memoryMb, paths.slotDir);
-    const info = await this.tracked(poolId, options.signal, (signal) =>
+    const info = await this.registry.tracked(poolId, options.signal, (signal) =>
       launchInstance(this.host, spec, options.readyTimeoutMs ?? 10_000, signal, true),
     );
     return { poolId, ...(info.pid === undefined ? {} : { pid: info.pid }) };
@@ -155,100 +136,44 @@ export class ProcessDriver implements Driver {
    * re-keys it under `spec.instanceId`. Any failure from then on kills it, as a failed start would.
    */
   async specialize(poolId: string, spec: InstanceSpec, options: StartOptions = {}): Promise<InstanceInfo> {
-    if (this.disposed) throw new FuncdError("FUNCTION_UNAVAILABLE", "The process driver has been disposed");
-    const inst = this.instances.get(poolId);
-    const generic = inst?.generic;
-    if (inst === undefined || generic === undefined || inst.stopRequested || inst.info.state !== "ready") {
-      throw new FuncdError(
-        "FUNCTION_UNAVAILABLE",
-        `Pool instance "${poolId}" is not a ready generic instance`,
-      );
-    }
-    const refusal = specializationRefusal(generic, spec);
-    if (refusal !== undefined) {
-      throw new FuncdError(
-        "FUNCTION_UNAVAILABLE",
-        `Function "${spec.functionName}" cannot be specialized from pool instance "${poolId}": ${refusal}`,
-        { extra: { refused: true } },
-      );
-    }
-    if (!INSTANCE_ID.test(spec.instanceId)) {
-      throw new FuncdError("BAD_REQUEST", `Instance id "${spec.instanceId}" is not a valid instance id`);
-    }
-    if (this.instances.has(spec.instanceId) || this.starting.has(spec.instanceId)) {
-      throw new FuncdError("BAD_REQUEST", `Instance "${spec.instanceId}" is already running`);
-    }
+    const inst = this.registry.readyGeneric(poolId);
+    const refusal = poolMismatch(inst.generic, spec) ?? bootOnlyRefusal(spec, inst.generic.bootEnv);
+    this.registry.checkSpecialization(poolId, spec, refusal);
     options.signal?.throwIfAborted();
-    adopt(this.instances, inst, poolId, spec);
-    return this.tracked(spec.instanceId, options.signal, (signal) =>
+    adopt(this.registry.live, inst, spec);
+    return this.registry.tracked(spec.instanceId, options.signal, (signal) =>
       specializeInto(this.host, inst, options.readyTimeoutMs ?? 10_000, signal),
     );
   }
 
-  /** Runs a start under an abort controller that stop() and dispose() can reach while it is pending. */
-  private async tracked<T>(
-    id: string,
-    callerSignal: AbortSignal | undefined,
-    run: (signal: AbortSignal) => Promise<T>,
-  ): Promise<T> {
-    const abort = new AbortController();
-    const onCallerAbort = () => abort.abort(callerSignal?.reason);
-    callerSignal?.addEventListener("abort", onCallerAbort, { once: true });
-    const done = run(abort.signal);
-    this.starting.set(id, { abort, done });
-    try {
-      return await done;
-    } finally {
-      this.starting.delete(id);
-      callerSignal?.removeEventListener("abort", onCallerAbort);
-    }
-  }
-
   async stop(instanceId: string, options: { graceMs?: number } = {}): Promise<void> {
-    const pending = this.starting.get(instanceId);
-    if (pending !== undefined && !this.instances.get(instanceId)?.announced) {
-      const reason = new FuncdError(
-        "FUNCTION_UNAVAILABLE",
-        `Instance "${instanceId}" was stopped while starting`,
-      );
-      pending.abort.abort(reason);
-      await pending.done.catch(() => undefined);
-      return;
-    }
-    const inst = this.instances.get(instanceId);
-    if (inst === undefined) return;
-    if (!inst.stopRequested) {
-      inst.stopRequested = true;
-      inst.info.state = "draining";
+    await this.registry.stop(instanceId, async (inst) => {
       await terminate(inst);
       // SIGKILL after the grace: a handler may ignore or hang on SIGTERM, and a stop must end.
       const timer = setTimeout(() => void kill(inst), options.graceMs ?? 5_000);
       void inst.exited.finally(() => clearTimeout(timer));
-    }
-    await inst.exited;
+    });
   }
 
   /** The instances serving (or starting for) functions; generic pool instances are the pool's business. */
   list(): InstanceInfo[] {
-    return [...this.instances.values()]
-      .filter((inst) => inst.generic === undefined)
-      .map((inst) => snapshot(inst.info));
+    return this.registry.list();
   }
 
   onEvent(listener: (event: DriverEvent) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    return this.registry.onEvent(listener);
   }
 
   async reconcile(): Promise<{ removed: number }> {
     // Named after the id an instance started with: a specialized pool instance keeps its pool id's.
-    const starting = [...this.starting.keys()];
+    const starting = [...this.registry.starting.keys()];
+    const live = [...this.registry.live.values()];
     const ourDirs = new Set([
-      ...[...this.instances.values()].map((inst) => basename(inst.paths.dir)),
+      ...live.map((inst) => basename(inst.paths.dir)),
       ...starting.map(instanceDirName),
     ]);
     const ourCgroups = new Set([
-      ...[...this.instances.values()].flatMap((inst) => (inst.cgroup ? [basename(inst.cgroup.path)] : [])),
+      ...live.flatMap((inst) => (inst.cgroup ? [basename(inst.cgroup.path)] : [])),
       ...starting,
     ]);
     const ours = (name: string) => ourCgroups.has(name);
@@ -279,14 +204,7 @@ export class ProcessDriver implements Driver {
   }
 
   async dispose(): Promise<void> {
-    this.disposed = true;
-    const reason = new FuncdError("FUNCTION_UNAVAILABLE", "The process driver is shutting down");
-    for (const { abort } of this.starting.values()) abort.abort(reason);
-    await Promise.all([
-      ...[...this.starting.values()].map(({ done }) => done.catch(() => undefined)),
-      ...[...this.instances.keys()].map((id) => this.stop(id, { graceMs: DISPOSE_GRACE_MS })),
-    ]);
-    this.listeners.clear();
+    await this.registry.dispose((id, options) => this.stop(id, options));
     // Leave no empty parent cgroup behind; fails harmlessly while another driver on this run dir uses it.
     const memory = await this.memoryPlan?.catch(() => undefined);
     if (memory?.kind === "cgroup") await rmdir(memory.parent).catch(() => undefined);

@@ -7,13 +7,19 @@
 import { execFile } from "node:child_process";
 import { lstatSync, readlinkSync } from "node:fs";
 import { FuncdError } from "../../shared/errors.js";
+import { SECRETS_MOUNT } from "../secrets/files.js";
 import { which } from "./interpreter.js";
 
 /** `bwrap` requires bubblewrap, `none` runs the runtime directly, `auto` uses bwrap when it works. */
 export type SandboxMode = "auto" | "bwrap" | "none";
 
 /** Where the sandbox places an instance's parts. The runtime contract's env points at these. */
-export const SANDBOX_PATHS = { runtime: "/runtime", function: "/function", run: "/run/funcd" } as const;
+export const SANDBOX_PATHS = {
+  runtime: "/runtime",
+  function: "/function",
+  run: "/run/funcd",
+  secrets: SECRETS_MOUNT,
+} as const;
 
 /** Default first uid of the range per-function uids are taken from (uidBase … uidBase + 49 999). */
 export const DEFAULT_UID_BASE = 200_000;
@@ -152,6 +158,8 @@ export interface SandboxMounts {
   interpreterPrefix?: string;
   /** Size cap of the private /tmp (tmpfs is memory, so this is the memory limit). */
   tmpBytes: number;
+  /** The instance's secret files (a folder on a tmpfs), read-only at /var/secrets. */
+  secretsDir?: string;
 }
 
 /** The bwrap argv (without the command) for one instance. */
@@ -169,6 +177,7 @@ export function bwrapArgs(bwrap: string, mounts: SandboxMounts): string[] {
     "--bind",
     mounts.socketDir,
     SANDBOX_PATHS.run,
+    ...(mounts.secretsDir === undefined ? [] : ["--ro-bind", mounts.secretsDir, SANDBOX_PATHS.secrets]),
     "--chdir",
     SANDBOX_PATHS.function,
     "--",

@@ -1,7 +1,8 @@
 /**
  * Specializing a generic (warm pool) instance: its sandbox already shows the instance's empty
  * `function-slot/` read-only at /function, so putting the function's files into that dir on the host is
- * all it takes for the sandbox to see them; then the runtime is told to load the handler.
+ * all it takes for the sandbox to see them; then the runtime is told to load the handler
+ * (`../common/specialize-request.ts`). The Docker driver fills its pool containers' slots the same way.
  *
  * Files are hard-linked rather than copied: a link is one syscall whatever the file's size, and the
  * artifact (and the dependency cache linked into it) is immutable, so sharing inodes is safe. A file the
@@ -30,7 +31,6 @@ import {
 } from "node:fs";
 import { chmod, chown, copyFile, link, lstat, mkdir, readdir, readlink, symlink } from "node:fs/promises";
 import { join } from "node:path";
-import { Client } from "undici";
 
 /** Whether others may read `mode` (and search/execute it where that is needed). */
 function worldReadable(mode: number, needsExec: boolean): boolean {
@@ -145,41 +145,4 @@ async function placeAsync(
   await copyFile(source, target);
   await chown(target, -1, gid);
   await chmod(target, groupReadableMode(mode, needsExec));
-}
-
-/** What the runtime needs to become an instance of a function (docs/runtime-contract.md). */
-export interface Specialization {
-  handler: string;
-  handlerStyle?: string;
-  /** The instance's whole environment, as a normal start would give it. */
-  env: Record<string, string>;
-  functionName: string;
-  revision: string;
-  timeoutMs: number;
-  memoryMb: number;
-}
-
-/** `POST /_funcd/specialize` on the instance's socket; resolves with the answer's status and body. */
-export async function requestSpecialization(
-  socketPath: string,
-  body: Specialization,
-  signal: AbortSignal,
-): Promise<{ status: number; text: string }> {
-  const client = new Client("http://localhost", { socketPath, pipelining: 0 });
-  try {
-    const res = await client.request({
-      path: "/_funcd/specialize",
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify(body),
-      signal,
-      // The caller's timer bounds the wait (a large module may take long to import).
-      headersTimeout: 0,
-      bodyTimeout: 0,
-    });
-    return { status: res.statusCode, text: await res.body.text() };
-  } finally {
-    // Not awaited: the answer is in, and the cold start should not wait for the socket to close.
-    client.destroy().catch(() => undefined);
-  }
 }

@@ -5,15 +5,18 @@
 import { spawn } from "node:child_process";
 import { rm } from "node:fs/promises";
 import { FuncdError, messageOf } from "../../shared/errors.js";
+import { systemLine } from "../common/instance-lines.js";
+import { waitUntilReady } from "../common/readiness.js";
+import { abandonStart, ReadyWait } from "../common/ready-wait.js";
+import { snapshot } from "../common/registry.js";
 import type { InstanceInfo, InstanceSpec } from "../driver.js";
 import type { UidAccess } from "./access.js";
 import { startFailure } from "./exit.js";
-import { type InstanceHost, Interrupted, kill, snapshot, systemLine, trackInstance } from "./instance.js";
+import { type InstanceHost, kill, trackInstance } from "./instance.js";
 import { buildLaunch } from "./launch.js";
 import { type InstanceCgroup, RssWatchdog } from "./memory.js";
 import { createInstanceCgroup, type MemoryPlan, type SandboxPlan } from "./plans.js";
 import { readStat } from "./proctree.js";
-import { waitUntilReady } from "./readiness.js";
 import { instancePaths, prepareInstanceDir, writeMeta, writePid } from "./rundir.js";
 import { isRoot, uidFor } from "./sandbox.js";
 import type { RuntimeTemplate } from "./template.js";
@@ -134,32 +137,23 @@ export async function launchInstance(
   }
 
   // Whatever ends the wait first: ready, exit, timeout, or the caller's abort.
-  const wait = new AbortController();
-  const relay = () => wait.abort(signal.reason);
-  signal.addEventListener("abort", relay, { once: true });
-  if (signal.aborted) relay();
-  const timer = setTimeout(() => wait.abort(new Interrupted("timeout")), readyTimeoutMs);
-  void inst.exitSeen.then(() => wait.abort(new Interrupted("exited")));
+  const wait = new ReadyWait(signal, readyTimeoutMs, inst.exitSeen);
   try {
-    await waitUntilReady(paths.socketPath, wait.signal);
+    await waitUntilReady({ socketPath: paths.socketPath }, wait.signal, { watchSocket: true });
   } catch (err) {
-    const why: unknown = wait.signal.aborted ? wait.signal.reason : err;
-    if (!(why instanceof Interrupted && why.why === "exited")) await kill(inst);
-    const exit = await inst.exited;
-    // The caller's own abort reason is rethrown as is, as fetch() does.
-    if (!(why instanceof Interrupted)) throw why;
-    throw startFailure({
-      ...spec,
-      sandboxed: inst.sandboxed,
-      oomKilled: inst.oomKilled,
-      exit,
-      why: why.why,
-      readyTimeoutMs,
-      ...(generic ? { subject: `a warm pool instance of runtime "${spec.runtime}"` } : {}),
-    });
+    await abandonStart(wait.reason(err), { kill: () => kill(inst), exited: inst.exited }, (exit, why) =>
+      startFailure({
+        ...spec,
+        sandboxed: inst.sandboxed,
+        oomKilled: inst.oomKilled,
+        exit,
+        why,
+        readyTimeoutMs,
+        ...(generic ? { subject: `a warm pool instance of runtime "${spec.runtime}"` } : {}),
+      }),
+    );
   } finally {
-    clearTimeout(timer);
-    signal.removeEventListener("abort", relay);
+    wait.close();
   }
   inst.info.state = "ready";
   inst.announced = true;

@@ -173,6 +173,20 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 7,
+    name: "secrets",
+    up: `
+      -- Named secrets. value is sealed (AES-256-GCM under <dataDir>/secrets.key, see sqlite/seal.ts), never
+      -- the clear text; functions name the secrets they use in their spec.
+      CREATE TABLE secrets (
+        name TEXT PRIMARY KEY,
+        value BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      );
+    `,
+  },
 ];
 
 /** The schema version this build of funcd writes. */

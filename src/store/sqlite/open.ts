@@ -10,6 +10,8 @@ import { DEFAULT_LOGS_PER_FUNCTION, sqliteLogRepo } from "./logs.js";
 import { migrate } from "./migrations.js";
 import { sqliteQueueRepo } from "./queue.js";
 import { sqliteRevisionRepo } from "./revisions.js";
+import { keyFileSealer } from "./seal.js";
+import { sqliteSecretRepo } from "./secrets.js";
 
 /** Tuning for {@link openSqliteStore}; every key has a default. */
 export interface SqliteStoreOptions {
@@ -28,6 +30,11 @@ export interface SqliteStoreOptions {
    * transactions), so an accepted invocation survives power loss too. Default true.
    */
   fsyncEnqueue?: boolean;
+  /**
+   * The key file secret values are sealed with (made on first use). Default `secrets.key` beside the
+   * database file; an in-memory store keeps a random key in memory.
+   */
+  secretKeyFile?: string;
 }
 
 const DEFAULT_BLOB_GRACE_MS = 3_600_000;
@@ -67,6 +74,13 @@ export function openSqliteStore(file: string, options: SqliteStoreOptions = {}):
     logs: sqliteLogRepo(db, options.logsPerFunction ?? DEFAULT_LOGS_PER_FUNCTION),
     queue: sqliteQueueRepo(db, { fsyncEnqueue: options.fsyncEnqueue ?? true }),
     images: sqliteImageUseRepo(db),
+    secrets: sqliteSecretRepo(
+      db,
+      keyFileSealer(
+        options.secretKeyFile ??
+          (inMemory ? null : path.join(path.dirname(path.resolve(file)), "secrets.key")),
+      ),
+    ),
     transaction<T>(fn: () => T): T {
       // better-sqlite3 turns nested calls into savepoints, so repositories'
       // own transactions compose with this one.
@@ -82,7 +96,7 @@ export function openSqliteStore(file: string, options: SqliteStoreOptions = {}):
 }
 
 /**
- * The database holds function code and environment variables (secrets among them),
+ * The database holds function code and environment variables (and sealed secrets),
  * so it is created readable by its owner only. SQLite gives the -wal and -shm files
  * the same mode as the database file.
  */
