@@ -19,7 +19,7 @@ class ScriptedDriver implements Driver {
   readonly stopped: string[] = [];
   /** Instances reconcile() took over from a previous daemon run (what list() reports as adopted). */
   adopted: InstanceInfo[] = [];
-  readonly #pending = new Map<string, (info: InstanceInfo) => void>();
+  readonly #pending = new Map<string, { done: (info: InstanceInfo) => void; fail: (err: Error) => void }>();
   readonly #listeners = new Set<(e: DriverEvent) => void>();
   autoReady = true;
 
@@ -34,16 +34,21 @@ class ScriptedDriver implements Driver {
       startedAt: 0,
     };
     if (this.autoReady) return Promise.resolve(info);
-    return new Promise((resolve) => this.#pending.set(spec.instanceId, () => resolve(info)));
+    return new Promise((resolve, reject) =>
+      this.#pending.set(spec.instanceId, { done: () => resolve(info), fail: reject }),
+    );
   }
   finishStarts(): void {
-    for (const [id, done] of this.#pending) {
+    for (const [id, pending] of this.#pending) {
       this.#pending.delete(id);
-      done({} as InstanceInfo);
+      pending.done({} as InstanceInfo);
     }
   }
   async stop(id: string): Promise<void> {
     this.stopped.push(id);
+    // Like a real driver: stopping an instance that is still starting aborts its start.
+    this.#pending.get(id)?.fail(new Error(`instance ${id} was stopped while starting`));
+    this.#pending.delete(id);
     this.adopted = this.adopted.filter((i) => i.instanceId !== id);
   }
   list(): InstanceInfo[] {
@@ -196,6 +201,33 @@ describe("fleet", () => {
     }
     expect(fleet.status("fn")?.desired).toBe(0);
     expect(fleet.status("fn")?.instances).toHaveLength(0);
+  });
+
+  it("a function deleted while its instances start starts no more (the aborted starts are not crashes)", async () => {
+    const clock = new ManualClock();
+    const driver = new ScriptedDriver();
+    driver.autoReady = false;
+    const fleet = new Fleet({
+      driver,
+      clock,
+      logger: pino({ level: "silent" }),
+      metrics: new DaemonMetrics(),
+      connect: fakePool,
+      systemLog: () => {},
+      coldStartWaitMs: 5000,
+      healthEveryMs: 0,
+    });
+    const spec = FunctionSpecSchema.parse({ name: "fn", scale: { min: 2 } });
+    fleet.activate("fn", spec, { id: "rev1", number: 1, artifactDir: "/x" });
+    await settle();
+    expect(driver.started).toHaveLength(2);
+    await fleet.remove("fn");
+    for (let i = 0; i < 5; i++) {
+      clock.advance(2_000);
+      await settle();
+    }
+    expect(driver.started).toHaveLength(2);
+    expect(fleet.status("fn")).toBeUndefined();
   });
 
   it("keeps min instances even when idle", async () => {

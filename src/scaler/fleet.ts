@@ -399,6 +399,8 @@ export class Fleet {
         unit.stale.delete(instance.id);
         unit.instances.delete(instance.id);
         this.#byInstance.delete(instance.id);
+        // Deleted meanwhile (remove() aborted this start): not a crash, and nothing may restart it.
+        if (this.#units.get(unit.name) !== unit) return;
         const error =
           err instanceof FuncdError ? err : new FuncdError("FUNCTION_UNAVAILABLE", messageOf(err));
         unit.lastStartError = error;
