@@ -185,6 +185,17 @@ export async function run({ quick, log }) {
         .getContainer(c.Id)
         .remove({ force: true })
         .catch(() => {});
+    // The function images this run built (their names carry the run's stamp); runtime images stay.
+    const images = await docker.listImages({
+      filters: { label: ["funcd.managed=true", "funcd.kind=function"] },
+    });
+    for (const image of images) {
+      if (!image.RepoTags?.some((t) => t.includes(stamp))) continue;
+      await docker
+        .getImage(image.Id)
+        .remove({ force: true })
+        .catch(() => {});
+    }
   }
   notes.push(
     `${runs} runs per row; "max" is the slowest. Cold builds use noCache (every layer rebuilt from the local base image); ` +
