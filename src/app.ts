@@ -14,6 +14,7 @@ import { DependencyCache } from "./builder/dependencies.js";
 import { RuntimeRegistry } from "./builder/runtimes.js";
 import { type Config, PACKAGE_ROOT } from "./config/config.js";
 import { Deployer } from "./deploy/deployer.js";
+import type { FunctionSpec } from "./deploy/spec.js";
 import { connectEngine } from "./drivers/docker/engine.js";
 import type { Driver, InstanceAddress } from "./drivers/driver.js";
 import { ProcessDriver } from "./drivers/process/index.js";
@@ -167,7 +168,17 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
       : undefined;
   const driver: Driver = pool ?? secretsDriver;
   /** Sizes the pool for the runtimes functions use now; called by the deployer when that may change. */
-  const onFunctionsChanged = () => pool?.setRuntimesInUse(store.functions.list().map((f) => f.spec.runtime));
+  // Only functions the pool could serve count: with the docker driver an image-mode function runs its own
+  // image, and a function with secrets always starts fresh — keeping generic instances for them is waste.
+  const poolable = (spec: FunctionSpec) =>
+    (spec.secrets?.length ?? 0) === 0 && (config.driver !== "docker" || spec.build === "none");
+  const onFunctionsChanged = () =>
+    pool?.setRuntimesInUse(
+      store.functions
+        .list()
+        .filter((f) => poolable(f.spec))
+        .map((f) => f.spec.runtime),
+    );
   // ───────────────────────────────────────────────────────────────────────────
 
   const removed = await driver.reconcile();

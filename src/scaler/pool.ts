@@ -165,7 +165,10 @@ export class PooledDriver implements Driver {
         void this.#inner.stop(slot.poolId, { graceMs: 0 }).catch(() => undefined);
       }
       this.#o.metrics?.poolTakes.inc({ runtime: spec.runtime, outcome: "fallback" });
-      this.#o.logger.warn(
+      // A refusal is the driver saying "this function needs a fresh start" (its own image, a boot-only
+      // variable): expected, so not a warning. Anything else is the pool failing, which is one.
+      const refused = isFuncdError(err) && err.extra.refused === true;
+      this.#o.logger[refused ? "debug" : "warn"](
         { function: spec.functionName, instance: spec.instanceId, err: messageOf(err) },
         "cannot start from the warm pool; starting the instance normally",
       );
