@@ -31,50 +31,33 @@ function instanceSpec(spec: FunctionSpec) {
 }
 
 /** The spec fields a rollback takes from the revision it goes back to: everything `instanceSpec` covers. */
-export function runFields(spec: FunctionSpec): Pick<FunctionSpec, RunField> {
-  const {
-    runtime,
-    handler,
-    handlerStyle,
-    env,
-    memory,
-    timeout,
-    cpu,
-    network,
-    build,
-    baseImage,
-    profile,
-    secrets,
-  } = spec;
-  return {
-    runtime,
-    handler,
-    handlerStyle,
-    env,
-    memory,
-    timeout,
-    cpu,
-    network,
-    build,
-    baseImage,
-    profile,
-    secrets,
-  };
-}
+const RUN_FIELDS = [
+  "runtime",
+  "handler",
+  "handlerStyle",
+  "env",
+  "memory",
+  "timeout",
+  "cpu",
+  "network",
+  "build",
+  "baseImage",
+  "profile",
+  "secrets",
+] as const satisfies readonly (keyof FunctionSpec)[];
 
-type RunField =
-  | "runtime"
-  | "handler"
-  | "handlerStyle"
-  | "env"
-  | "memory"
-  | "timeout"
-  | "cpu"
-  | "network"
-  | "build"
-  | "baseImage"
-  | "profile"
-  | "secrets";
+type RunField = (typeof RUN_FIELDS)[number];
+
+/**
+ * Those fields of `spec`, absent ones included as `undefined`: spread over another spec, a field the
+ * target revision did not set must clear the current one (a rollback to a revision without `cpu` has no
+ * CPU limit).
+ */
+export function runFields(spec: FunctionSpec): Pick<FunctionSpec, RunField> {
+  const out: Record<string, unknown> = {};
+  for (const field of RUN_FIELDS) out[field] = spec[field];
+  return out as Pick<FunctionSpec, RunField>;
+}
 
 /**
  * The content hash that names a revision: function, what runs, every file's hash and mode, and the

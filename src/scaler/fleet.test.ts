@@ -1,70 +1,10 @@
-import { pino } from "pino";
-import type { Pool } from "undici";
 import { describe, expect, it } from "vitest";
 import { FunctionSpecSchema } from "../deploy/spec.js";
-import type { Driver, DriverEvent, InstanceInfo, InstanceSpec } from "../drivers/driver.js";
-import { DaemonMetrics } from "../observability/metrics.js";
+import type { InstanceInfo } from "../drivers/driver.js";
 import { isFuncdError } from "../shared/errors.js";
 import { ManualClock } from "../shared/manual-clock.js";
-import { Fleet, type Lease } from "./fleet.js";
-
-/**
- * An in-memory driver: the fleet's decisions are under test here, not process
- * handling (the process driver has its own conformance suite). Starts finish
- * when the test says so, so "starting" is a state the tests can hold.
- */
-class ScriptedDriver implements Driver {
-  readonly name = "scripted";
-  readonly started: InstanceSpec[] = [];
-  readonly stopped: string[] = [];
-  /** Instances reconcile() took over from a previous daemon run (what list() reports as adopted). */
-  adopted: InstanceInfo[] = [];
-  readonly #pending = new Map<string, { done: (info: InstanceInfo) => void; fail: (err: Error) => void }>();
-  readonly #listeners = new Set<(e: DriverEvent) => void>();
-  autoReady = true;
-
-  start(spec: InstanceSpec): Promise<InstanceInfo> {
-    this.started.push(spec);
-    const info: InstanceInfo = {
-      instanceId: spec.instanceId,
-      functionName: spec.functionName,
-      revisionId: spec.revisionId,
-      address: { socketPath: `/fake/${spec.instanceId}` },
-      state: "ready",
-      startedAt: 0,
-    };
-    if (this.autoReady) return Promise.resolve(info);
-    return new Promise((resolve, reject) =>
-      this.#pending.set(spec.instanceId, { done: () => resolve(info), fail: reject }),
-    );
-  }
-  finishStarts(): void {
-    for (const [id, pending] of this.#pending) {
-      this.#pending.delete(id);
-      pending.done({} as InstanceInfo);
-    }
-  }
-  async stop(id: string): Promise<void> {
-    this.stopped.push(id);
-    // Like a real driver: stopping an instance that is still starting aborts its start.
-    this.#pending.get(id)?.fail(new Error(`instance ${id} was stopped while starting`));
-    this.#pending.delete(id);
-    this.adopted = this.adopted.filter((i) => i.instanceId !== id);
-  }
-  list(): InstanceInfo[] {
-    return [...this.adopted];
-  }
-  onEvent(listener: (e: DriverEvent) => void): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
-  }
-  async reconcile() {
-    return { removed: 0 };
-  }
-  async dispose(): Promise<void> {}
-}
-
-const fakePool = () => ({ close: async () => {}, destroy: async () => {} }) as unknown as Pool;
+import type { Fleet, Lease } from "./fleet.js";
+import { ScriptedDriver, testFleet } from "./testing.js";
 
 /** An instance a previous daemon run left running, as a driver lists it after reconcile(). */
 function adoptedInfo(instanceId: string, functionName: string, revisionId: string): InstanceInfo {
@@ -87,17 +27,7 @@ function setup(
   const clock = new ManualClock();
   const driver = new ScriptedDriver();
   driver.adopted = adopted;
-  const fleet = new Fleet({
-    driver,
-    clock,
-    logger: pino({ level: "silent" }),
-    metrics: new DaemonMetrics(),
-    connect: fakePool,
-    systemLog: () => {},
-    coldStartWaitMs: 5000,
-    healthEveryMs: 0,
-    maxQueuedPerFunction: 3,
-  });
+  const { fleet } = testFleet(driver, { clock, maxQueuedPerFunction: 3 });
   const spec = FunctionSpecSchema.parse({ name: "fn", concurrency: 2, scale, ...extra });
   fleet.activate("fn", spec, { id: "rev1", number: 1, artifactDir: "/x" });
   return { clock, driver, fleet, spec };
@@ -207,16 +137,7 @@ describe("fleet", () => {
     const clock = new ManualClock();
     const driver = new ScriptedDriver();
     driver.autoReady = false;
-    const fleet = new Fleet({
-      driver,
-      clock,
-      logger: pino({ level: "silent" }),
-      metrics: new DaemonMetrics(),
-      connect: fakePool,
-      systemLog: () => {},
-      coldStartWaitMs: 5000,
-      healthEveryMs: 0,
-    });
+    const { fleet } = testFleet(driver, { clock });
     const spec = FunctionSpecSchema.parse({ name: "fn", scale: { min: 2 } });
     fleet.activate("fn", spec, { id: "rev1", number: 1, artifactDir: "/x" });
     await settle();

@@ -1,64 +1,14 @@
-import { pino } from "pino";
-import type { Pool } from "undici";
 import { describe, expect, it } from "vitest";
 import { FunctionSpecSchema } from "../deploy/spec.js";
-import type { Driver, DriverEvent, InstanceInfo, InstanceSpec } from "../drivers/driver.js";
-import { DaemonMetrics } from "../observability/metrics.js";
+import type { InstanceSpec } from "../drivers/driver.js";
 import { FuncdError } from "../shared/errors.js";
-import { ManualClock } from "../shared/manual-clock.js";
-import { Fleet } from "./fleet.js";
+import { ScriptedDriver, testFleet } from "./testing.js";
 
-/** An in-memory driver whose starts finish when the test says so (`hold`). */
-class HeldDriver implements Driver {
-  readonly name = "held";
-  readonly started: InstanceSpec[] = [];
-  readonly stopped: string[] = [];
-  hold = false;
-  readonly #pending: (() => void)[] = [];
-
-  start(spec: InstanceSpec): Promise<InstanceInfo> {
-    this.started.push(spec);
-    const info: InstanceInfo = {
-      instanceId: spec.instanceId,
-      functionName: spec.functionName,
-      revisionId: spec.revisionId,
-      address: { socketPath: `/fake/${spec.instanceId}` },
-      state: "ready",
-      startedAt: 0,
-    };
-    if (!this.hold) return Promise.resolve(info);
-    return new Promise((resolve) => this.#pending.push(() => resolve(info)));
-  }
-  release(): void {
-    for (const done of this.#pending.splice(0)) done();
-  }
-  async stop(id: string): Promise<void> {
-    this.stopped.push(id);
-  }
-  list(): InstanceInfo[] {
-    return [];
-  }
-  onEvent(_listener: (e: DriverEvent) => void): () => void {
-    return () => {};
-  }
-  async reconcile() {
-    return { removed: 0 };
-  }
-  async dispose(): Promise<void> {}
-}
-
-const fakePool = () => ({ close: async () => {}, destroy: async () => {} }) as unknown as Pool;
 const settle = () => new Promise((r) => setImmediate(r));
 
 function setup(values: Map<string, string>, min = 1) {
-  const driver = new HeldDriver();
-  const fleet = new Fleet({
-    driver,
-    clock: new ManualClock(),
-    logger: pino({ level: "silent" }),
-    metrics: new DaemonMetrics(),
-    connect: fakePool,
-    systemLog: () => {},
+  const driver = new ScriptedDriver();
+  const { fleet } = testFleet(driver, {
     secrets: (names) =>
       Object.fromEntries(
         names.map((name) => {
@@ -67,8 +17,6 @@ function setup(values: Map<string, string>, min = 1) {
           return [name, Buffer.from(value)];
         }),
       ),
-    coldStartWaitMs: 5000,
-    healthEveryMs: 0,
   });
   const spec = FunctionSpecSchema.parse({ name: "fn", secrets: ["db-password"], scale: { min } });
   fleet.activate("fn", spec, { id: "rev1", number: 1, artifactDir: "/x" });
@@ -103,15 +51,15 @@ describe("secrets in the fleet", () => {
     const { driver, fleet } = setup(values);
     await settle();
     // Replacements of the first recycle stay starting until released.
-    driver.hold = true;
+    driver.autoReady = false;
     values.set("db-password", "two");
     fleet.recycle("fn");
     await settle();
     expect(driver.started).toHaveLength(2);
     values.set("db-password", "three");
     fleet.recycle("fn");
-    driver.hold = false;
-    driver.release();
+    driver.autoReady = true;
+    driver.finishStarts();
     await settle();
     await settle();
     // The start holding "two" became ready after the second recycle: drained, replaced with "three".

@@ -12,7 +12,7 @@
  */
 import { createHash } from "node:crypto";
 import type Docker from "dockerode";
-import { secretEnv } from "../../shared/secret-names.js";
+import { contractEnv } from "../common/contract-env.js";
 import type { InstanceSpec } from "../driver.js";
 import { SECRETS_MOUNT } from "../secrets/files.js";
 import { LABELS } from "./engine.js";
@@ -65,21 +65,11 @@ export function containerUser(imageUser: string | undefined): string {
  * variables (which the function's env cannot override).
  */
 export function instanceEnv(spec: InstanceSpec, listen: string): Record<string, string> {
-  return {
-    ...BASE_ENV,
-    ...secretEnv(spec.secrets, spec.env),
-    ...spec.env,
-    FUNCD_LISTEN: listen,
-    FUNCD_FUNCTION_DIR: FUNCTION_DIR,
-    FUNCD_HANDLER: spec.handler,
-    FUNCD_FUNCTION_NAME: spec.functionName,
-    FUNCD_REVISION: spec.revisionId,
-    FUNCD_RUNTIME: spec.runtime,
-    FUNCD_TIMEOUT_MS: String(spec.timeoutMs),
-    FUNCD_MEMORY_LIMIT_MB: String(spec.memoryMb),
-    ...(spec.handlerStyle ? { FUNCD_HANDLER_STYLE: spec.handlerStyle } : {}),
-    ...(spec.secretsDir === undefined ? {} : { FUNCD_SECRETS_DIR: SECRETS_MOUNT }),
-  };
+  return contractEnv(spec, BASE_ENV, {
+    listen,
+    functionDir: FUNCTION_DIR,
+    ...(spec.secretsDir === undefined ? {} : { secretsDir: SECRETS_MOUNT }),
+  });
 }
 
 /**

@@ -6,7 +6,7 @@
  *   bwrap …                             (sandbox)
  *   node --max-old-space-size=N /runtime/server.mjs
  */
-import { secretEnv } from "../../shared/secret-names.js";
+import { contractEnv } from "../common/contract-env.js";
 import type { InstanceSpec } from "../driver.js";
 import { heapFlags, type InstanceCgroup } from "./memory.js";
 import type { SandboxPlan } from "./plans.js";
@@ -70,21 +70,11 @@ export function insidePaths(
  * instance gets exactly this too, so both ways of starting agree.
  */
 export function instanceEnv(spec: InstanceSpec, inside: InsidePaths): Record<string, string> {
-  return {
-    ...BASE_ENV,
-    ...secretEnv(spec.secrets, spec.env),
-    ...spec.env,
-    FUNCD_LISTEN: inside.listen,
-    FUNCD_FUNCTION_DIR: inside.functionDir,
-    FUNCD_HANDLER: spec.handler,
-    FUNCD_FUNCTION_NAME: spec.functionName,
-    FUNCD_REVISION: spec.revisionId,
-    FUNCD_RUNTIME: spec.runtime,
-    FUNCD_TIMEOUT_MS: String(spec.timeoutMs),
-    FUNCD_MEMORY_LIMIT_MB: String(spec.memoryMb),
-    ...(spec.handlerStyle ? { FUNCD_HANDLER_STYLE: spec.handlerStyle } : {}),
-    ...(inside.secretsDir === undefined ? {} : { FUNCD_SECRETS_DIR: inside.secretsDir }),
-  };
+  return contractEnv(spec, BASE_ENV, {
+    listen: inside.listen,
+    functionDir: inside.functionDir,
+    ...(inside.secretsDir === undefined ? {} : { secretsDir: inside.secretsDir }),
+  });
 }
 
 /** A generic instance's environment: no function yet, only where it listens, its runtime and limit. */
