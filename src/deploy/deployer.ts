@@ -423,6 +423,9 @@ export class Deployer {
     const ready: RevisionRecord = { ...revision, status: "ready", error: null };
     try {
       this.#o.store.transaction(() => {
+        // Again, atomically with the switch: a secret deleted while this deploy was building (its
+        // function not yet using it, so the delete was allowed) must not leave a function that cannot start.
+        this.#checkSecrets(name, spec);
         this.#o.store.revisions.put(ready);
         this.#o.store.functions.put(record);
       });

@@ -10,6 +10,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { findSecretsBase } from "../../src/drivers/secrets/files.js";
@@ -202,6 +203,21 @@ function suite(label: string, env: Record<string, string>, skip: string | undefi
       expect(res.json<{ detail: string }>().detail).toContain('"nope"');
       const answer = await invoke();
       expect(answer.file).toBe(second);
+    });
+
+    it("a secret deleted while a deploy naming it is under way fails that deploy; nothing switches", async () => {
+      const late = `${fn}-late`;
+      expect((await daemon.api("PUT", "/api/v1/secrets/short-lived", { value: "x" })).status).toBe(201);
+      // The handler takes 1.5 s to load, so the delete lands while the deploy proves its instance — when
+      // no function uses the secret yet, which is why the delete itself is allowed.
+      const slow = `const until = Date.now() + 1500;\nwhile (Date.now() < until) {}\n${HANDLER}`;
+      const pending = deploy(late, { secrets: ["short-lived"] }, slow);
+      await sleep(400);
+      expect((await daemon.api("DELETE", "/api/v1/secrets/short-lived")).status).toBe(204);
+      const res = await pending;
+      expect(res.status, res.text).toBe(404);
+      expect(res.json()).toMatchObject({ code: "SECRET_NOT_FOUND" });
+      expect((await daemon.api("GET", `/api/v1/functions/${late}`)).status).toBe(404);
     });
 
     it("the function's own env wins over a secret's variable; the file is still there", async () => {
