@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { create } from "tar";
@@ -8,8 +8,12 @@ import { filesFromArchive, filesFromMap, safeRelativePath } from "./code.js";
 
 async function tarOf(build: (dir: string) => string[]): Promise<Buffer> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "funcd-code-"));
-  const entries = build(dir);
-  return create({ gzip: true, cwd: dir, portable: true }, entries).concat();
+  try {
+    const entries = build(dir);
+    return await create({ gzip: true, cwd: dir, portable: true }, entries).concat();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 async function rejection(promise: Promise<unknown>): Promise<unknown> {

@@ -1,7 +1,7 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { envName, loadConfig } from "./config.js";
 
 describe("config", () => {
@@ -15,6 +15,7 @@ describe("config", () => {
 
   it("takes file < FUNCD_* env < flags, in that order", () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), "funcd-config-"));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
     const file = path.join(dir, "funcd.config.yaml");
     writeFileSync(file, "port: 7000\nhost: 0.0.0.0\nlogLevel: debug\n");
     const config = loadConfig({

@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -130,6 +130,7 @@ describe("deploying", () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), "funcd-archive-"));
     writeFileSync(path.join(dir, "helloget.js"), "module.exports = { foo: () => 'from foo' };");
     const archive = await create({ gzip: true, cwd: dir, portable: true }, ["helloget.js"]).concat();
+    rmSync(dir, { recursive: true, force: true });
     const res = await daemon.api("PUT", "/api/v1/functions/kubeless", {
       runtime: "nodejs20",
       handler: "helloget.foo",

@@ -87,6 +87,7 @@ function suite(label: string, env: Record<string, string>, skip: string | undefi
       if (engine && label === "docker") {
         await removeImagesOf(engine, fn);
         await removeImagesOf(engine, other);
+        await removeImagesOf(engine, `${fn}-late`);
       }
     });
 
