@@ -3,13 +3,14 @@ import { checkHandlerFile, readCode } from "../builder/code.js";
 import type { DependencyCache } from "../builder/dependencies.js";
 import type { RuntimeRegistry, TemplateMeta } from "../builder/runtimes.js";
 import type { RouteTable } from "../gateway/routes.js";
-import type { Fleet, LiveInstance, ServableRevision } from "../scaler/fleet.js";
+import type { Fleet, LiveInstance } from "../scaler/fleet.js";
 import type { Clock } from "../shared/clock.js";
 import { FuncdError, messageOf } from "../shared/errors.js";
 import type { Logger } from "../shared/logger.js";
 import type { FunctionRecord, ManifestEntry, RevisionRecord, Store } from "../store/types.js";
 import { type BuildTest, testInstance } from "./build-tests.js";
 import type { RevisionImages } from "./images.js";
+import { type Prepared, RevisionPreparer } from "./prepare.js";
 import { revisionId, runFields } from "./revision-id.js";
 import type { DeployRequest, FunctionSpec } from "./spec.js";
 
@@ -30,13 +31,6 @@ export interface DependencyUse {
 }
 
 export type Progress = (message: string) => void;
-
-/** A revision made ready to start: its folder (and image), and the revision record saying so. */
-interface Prepared {
-  servable: ServableRevision;
-  dependencies: DependencyUse | null;
-  revision: RevisionRecord;
-}
 
 /** A prepared revision with an instance that loaded it and passed its tests. */
 interface Proven extends Prepared {
@@ -84,8 +78,11 @@ export class Deployer {
   /** One deploy per function at a time; others queue behind it. */
   readonly #locks = new Map<string, Promise<unknown>>();
 
+  readonly #preparer: RevisionPreparer;
+
   constructor(options: DeployerOptions) {
     this.#o = options;
+    this.#preparer = new RevisionPreparer(options);
   }
 
   /** Rebuilds the route table and the fleet from the store (daemon start-up). */
@@ -97,7 +94,7 @@ export class Deployer {
       const revision = fn.activeRevision ? this.#o.store.revisions.get(fn.activeRevision) : undefined;
       if (!revision) continue;
       try {
-        const { servable, revision: prepared } = await this.#prepare(revision, fn.spec, () => {});
+        const { servable, revision: prepared } = await this.#preparer.prepare(revision, fn.spec, () => {});
         // The image was missing and built again (or the driver changed): remember what runs now.
         if (prepared.image !== revision.image) this.#o.store.revisions.put(prepared);
         this.#o.fleet.activate(fn.name, fn.spec, servable);
@@ -354,7 +351,7 @@ export class Deployer {
     let warm: LiveInstance | undefined;
     try {
       progress(`preparing revision #${revision.number}`);
-      const ready = await this.#prepare(revision, spec, progress, lines);
+      const ready = await this.#preparer.prepare(revision, spec, progress, lines);
       prepared = ready.revision;
       progress("starting an instance to check that the handler loads");
       warm = await this.#o.fleet.prepare(revision.functionName, spec, ready.servable);
@@ -440,87 +437,6 @@ export class Deployer {
     this.#o.onFunctionsChanged?.();
     this.#o.logger.info({ function: name, revision: revision.id, number: revision.number }, "deployed");
     return { function: record, revision: ready, changed: true, dependencies };
-  }
-
-  /**
-   * The revision's artifact folder: there already, or written now — after its dependencies are
-   * installed into the shared cache (or found there), whose entry is then linked into the folder. With
-   * the docker driver in image mode, then its image: built from the same files and dependencies, or
-   * found by its content hash. The returned revision carries the image and its build log.
-   */
-  async #prepare(
-    revision: RevisionRecord,
-    spec: FunctionSpec,
-    progress: Progress,
-    lines: string[] = [],
-  ): Promise<Prepared> {
-    let depsDir: string | undefined;
-    let dependencies: DependencyUse | null = null;
-    const log = (text: string) => this.#o.buildLog?.(revision.functionName, revision.id, text);
-    const plan =
-      revision.depsKey && !this.#o.artifacts.has(revision.id)
-        ? this.#o.dependencies.plan(this.#o.runtimes.get(revision.spec.runtime), revision.files)
-        : null;
-    if (plan) {
-      const ensured = await this.#o.dependencies.ensure(plan, {
-        functionName: revision.functionName,
-        onProgress: (message) => {
-          progress(message);
-          log(`funcd: ${message}`);
-        },
-        onLine: (line) => {
-          progress(`installing dependencies: ${line}`);
-          log(line);
-        },
-      });
-      depsDir = ensured.dir;
-      dependencies = { key: ensured.key, cached: ensured.cached };
-    } else if (revision.depsKey) {
-      dependencies = { key: revision.depsKey, cached: true };
-    }
-    const artifactDir = await this.#o.artifacts.materialize(revision.id, revision.files, depsDir);
-    let prepared = revision;
-    // Without an image builder (process driver) or buildless, instances run the artifact folder; a
-    // recorded image stays on the revision for when the daemon runs docker again.
-    const images = spec.build === "none" ? undefined : this.#o.images;
-    if (images && revision.image && (await images.exists(revision.image))) {
-      // The revision was built before (an earlier deploy, a rollback, a restart): run what was proven.
-      progress(`image ${revision.image} exists (cache hit)`);
-    } else if (images) {
-      const built = await images.build({
-        revision,
-        spec,
-        template: this.#o.runtimes.get(spec.runtime),
-        artifactDir,
-        dependencies: revision.depsKey
-          ? { key: revision.depsKey, dir: depsDir ?? this.#o.dependencies.dirFor(revision.depsKey) }
-          : undefined,
-        onProgress: (line) => {
-          lines.push(line);
-          progress(line);
-          log(line);
-        },
-      });
-      // A cache hit builds nothing and has no log of its own: the log of the build that made the image.
-      const buildLog = built.cached ? (revision.buildLog ?? this.#buildLogOf(built.tag)) : built.log;
-      prepared = { ...revision, image: built.tag, buildLog };
-    }
-    const servable: ServableRevision = {
-      id: revision.id,
-      number: revision.number,
-      artifactDir,
-      ...(images && prepared.image ? { image: prepared.image } : {}),
-    };
-    return { servable, dependencies, revision: prepared };
-  }
-
-  /** The build log some revision keeps for `image` (revisions differing only in env share an image). */
-  #buildLogOf(image: string): string | null {
-    for (const id of this.#o.store.revisions.images().get(image) ?? []) {
-      const log = this.#o.store.revisions.get(id)?.buildLog;
-      if (log) return log;
-    }
-    return null;
   }
 
   #planDependencies(name: string, template: TemplateMeta, manifest: readonly ManifestEntry[]) {
