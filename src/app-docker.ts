@@ -166,6 +166,9 @@ export function createDockerParts(options: DockerPartsOptions): DockerParts {
       runtimeImage,
       networkName: config.dockerNetwork,
       clock,
+      // An adopted container's output is followed from its last stored line: what it wrote while no
+      // daemon ran reaches the log store too.
+      lastLogAt: (functionName, instanceId) => store.logs.lastTimeOf(functionName, instanceId),
       // Generic containers for the warm pool (app.ts wraps the driver in PooledDriver when poolSize > 0).
       // Only buildless functions can be specialized into one: an image-mode function runs its own image.
       ...(config.poolSize > 0

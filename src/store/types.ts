@@ -345,6 +345,8 @@ export interface LogRepo {
   /** Keep only the newest `keep` lines of each function. */
   prune(keepPerFunction: number): number;
   deleteFor(functionName: string): number;
+  /** The time of the newest kept line of one instance; undefined when there is none. */
+  lastTimeOf(functionName: string, instanceId: string): number | undefined;
 }
 
 export interface Store {

@@ -244,9 +244,17 @@ describe.skipIf(skip !== undefined)(
       const own = await startDaemon({ env: { FUNCD_DRIVER: "docker" } });
       try {
         const name = fn("survivor");
+        // It prints a numbered tick every 100 ms, also while no daemon runs.
         await deploy(
           name,
-          code("const id = String(Math.random()); module.exports = { main: () => id };"),
+          code(
+            [
+              "const id = String(Math.random());",
+              "let n = 0;",
+              'setInterval(() => console.log("tick " + ++n), 100);',
+              "module.exports = { main: () => id };",
+            ].join("\n"),
+          ),
           {},
           own,
         );
@@ -254,6 +262,7 @@ describe.skipIf(skip !== undefined)(
         const containers = await containersOf(docker(), idOf(own), name);
         expect(containers).toHaveLength(1);
         await own.stop("SIGKILL");
+        await sleep(1000);
 
         const again = await startDaemon({ dataDir: own.dataDir, env: { FUNCD_DRIVER: "docker" } });
         try {
@@ -263,6 +272,17 @@ describe.skipIf(skip !== undefined)(
           expect(after.status).toBe(200);
           expect(after.text).toBe(before.text);
           expect(await containersOf(docker(), idOf(again), name)).toEqual(containers);
+          // Every tick it printed is in the log store once — those of the second no daemon ran too: no
+          // gap in the numbering from 1, and none twice.
+          const res = await again.api("GET", `/api/v1/functions/${name}/logs?tail=10000`);
+          const ticks = res.text
+            .split("\n")
+            .filter(Boolean)
+            .map((l) => /tick (\d+)/.exec((JSON.parse(l) as { text: string }).text)?.[1])
+            .filter((t): t is string => t !== undefined)
+            .map(Number);
+          expect(ticks.length).toBeGreaterThan(20);
+          expect(ticks).toEqual(ticks.map((_, i) => i + 1));
         } finally {
           await again.stop();
         }

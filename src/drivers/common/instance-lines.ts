@@ -31,6 +31,8 @@ export function outputLine(
   stream: "stdout" | "stderr",
   text: string,
   requestId: string | undefined,
+  /** When it was written, if not now (output an adopted container wrote while no daemon ran). */
+  time?: number,
 ): void {
   inst.lastLines.push(text);
   if (inst.generic !== undefined) {
@@ -39,7 +41,7 @@ export function outputLine(
   }
   const { functionName, revisionId, instanceId } = inst.info;
   emitLog(host, {
-    time: host.clock.now(),
+    time: time ?? host.clock.now(),
     functionName,
     revisionId,
     instanceId,

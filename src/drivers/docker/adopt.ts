@@ -115,9 +115,12 @@ async function adopt(host: ContainerHost, container: Docker.Container, instanceI
     adopted: true,
   };
   const isolated = details.HostConfig.NetworkMode === "none";
+  const lastStored = host.lastLogAt?.(functionName, instanceId);
   trackContainer(host, { instanceId, functionName, revisionId, memoryMb }, container, info, {
     volume: isolated ? socketVolumeName(instanceId) : undefined,
-    fromStart: false,
+    // From the last line the store kept, so what it wrote while no daemon ran is not lost; the store
+    // has none of its lines at all (the previous daemon died before writing them): from its start.
+    from: lastStored === undefined ? "start" : { afterMs: lastStored },
     announced: true,
   });
   host.logger.info(

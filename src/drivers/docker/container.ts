@@ -12,7 +12,7 @@ import { announceExit, type DriverListener } from "../common/exit-events.js";
 import { type LineHost, outputLine, systemLine } from "../common/instance-lines.js";
 import type { ExitReason, InstanceExit, InstanceInfo, InstanceSpec } from "../driver.js";
 import { LastLines } from "../process/output.js";
-import { followOutput } from "./logs.js";
+import { type FollowFrom, followOutput } from "./logs.js";
 
 /** How long to wait for an exited container's last output before reporting without it. */
 const OUTPUT_DRAIN_MS = 500;
@@ -31,6 +31,8 @@ export interface ContainerHost extends LineHost {
   readonly listeners: Set<DriverListener>;
   /** Hands over a clean-up that goes on after its instance left `instances` (dispose() waits for it). */
   readonly settle: (cleanup: Promise<unknown>) => void;
+  /** The time of the newest stored line of an instance (for adopted containers), if the daemon knows. */
+  readonly lastLogAt?: (functionName: string, instanceId: string) => number | undefined;
 }
 
 /** What a tracked container belongs to (a whole spec for a start; labels only for an adopted one). */
@@ -77,8 +79,8 @@ export function isGone(err: unknown): boolean {
 
 /**
  * Starts following a running container: output into the sink (and the last lines kept for crash
- * reports), its exit awaited and handled. `fromStart`: its output since creation (a container this
- * driver started) rather than from now on (one adopted from a previous run).
+ * reports), its exit awaited and handled. `from`: its output since creation (a container this driver
+ * started), or since the last line the store kept (one adopted from a previous run).
  */
 export function trackContainer(
   host: ContainerHost,
@@ -87,7 +89,8 @@ export function trackContainer(
   info: InstanceInfo,
   options: {
     volume: string | undefined;
-    fromStart: boolean;
+    /** Where following its output starts (see `FollowFrom`). */
+    from: FollowFrom;
     announced: boolean;
     generic?: GenericState;
     slotDir?: string;
@@ -116,8 +119,8 @@ export function trackContainer(
   inst.drained = followOutput(
     host.docker,
     container,
-    options.fromStart,
-    (line) => outputLine(host, inst, line.stream, line.text, line.requestId),
+    options.from,
+    (line) => outputLine(host, inst, line.stream, line.text, line.requestId, line.time),
     follow.signal,
   ).catch((err: unknown) => {
     host.logger.warn(

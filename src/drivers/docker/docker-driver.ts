@@ -62,6 +62,12 @@ export interface DockerDriverOptions {
   runtimeImage: (runtime: string) => Promise<string>;
   /** The bridge network of instances (created when missing). Default `funcd`. */
   networkName?: string;
+  /**
+   * The time of the newest stored log line of an instance: an adopted container's output is followed
+   * from there, so what it wrote while no daemon ran reaches the log store too. Without it, adopted
+   * containers are followed from the moment they are adopted.
+   */
+  lastLogAt?: (functionName: string, instanceId: string) => number | undefined;
   /** Timestamps of log lines and instances (only `now()` is used). */
   clock?: Pick<Clock, "now">;
   /**
@@ -115,6 +121,7 @@ export class DockerDriver implements Driver {
       listeners: this.registry.listeners,
       logSink: (line) => this.options.logSink(line),
       settle: (cleanup) => this.registry.settle(cleanup),
+      ...(options.lastLogAt === undefined ? {} : { lastLogAt: options.lastLogAt }),
     };
     if (options.pool !== undefined) {
       this.slotsDir = resolve(options.pool.slotsDir);
@@ -265,7 +272,7 @@ export class DockerDriver implements Driver {
     };
     const inst = trackContainer(this.host, spec, container, info, {
       volume,
-      fromStart: true,
+      from: "start",
       announced: false,
       ...(generic === undefined ? {} : { generic, slotDir: spec.artifactDir }),
     });

@@ -70,6 +70,10 @@ export function sqliteLogRepo(db: Database, logsPerFunction: number = DEFAULT_LO
                  ORDER BY id DESC LIMIT 1 OFFSET @keep - 1)`,
   );
   const deleteForStmt = db.prepare<[string]>("DELETE FROM logs WHERE function_name = ?");
+  // Through the (function_name, id) index: the scan is bounded by the function's kept lines.
+  const lastTimeStmt = db.prepare<[string, string], { time: number | null }>(
+    "SELECT max(time) AS time FROM logs WHERE function_name = ? AND instance_id = ?",
+  );
 
   function pruneOne(functionName: string, keepLines: number): number {
     // OFFSET -1 would behave like OFFSET 0 and keep one line, so "keep none" is a plain delete.
@@ -129,6 +133,9 @@ export function sqliteLogRepo(db: Database, logsPerFunction: number = DEFAULT_LO
     },
     prune(keepPerFunction) {
       return pruneAll(Math.max(0, Math.trunc(keepPerFunction)));
+    },
+    lastTimeOf(functionName, instanceId) {
+      return lastTimeStmt.get(functionName, instanceId)?.time ?? undefined;
     },
     deleteFor(functionName) {
       appendedSincePrune.delete(functionName);
