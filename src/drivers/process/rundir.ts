@@ -139,9 +139,13 @@ export async function removeLeftover(dir: string): Promise<void> {
       (startField === undefined || startField === "" || Number(startField) === stat.startTime) &&
       (await commandAndEnvironment(pid)).includes(dir);
     if (sameProcess && (await isRunning(pid))) {
-      signalAll(await processTree(pid), "SIGKILL");
+      const tree = await processTree(pid);
+      signalAll(tree, "SIGKILL");
       signalGroup(pid, "SIGKILL");
-      for (let i = 0; i < 200 && (await isRunning(pid)); i++) await sleep(10);
+      // Wait for the whole tree, not only its root: under load the runtime inside the sandbox can
+      // outlive its parent by a few milliseconds, and "removed" must mean nothing of it runs.
+      const anyRunning = async () => (await Promise.all(tree.map((p) => isRunning(p)))).some(Boolean);
+      for (let i = 0; i < 200 && (await anyRunning()); i++) await sleep(10);
     }
   }
   // Only ever a cgroup funcd made: a corrupted meta.json must not send SIGKILL elsewhere.
