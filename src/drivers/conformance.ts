@@ -213,6 +213,17 @@ async function stillRunning(pids: number[]): Promise<number[]> {
   return running.filter((pid): pid is number => pid !== undefined);
 }
 
+/** A start (or specialization) of the syntax-error handler rejects with HANDLER_LOAD_FAILED and its output. */
+async function expectSyntaxErrorFailure(start: Promise<unknown>): Promise<void> {
+  const failure = await start.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  expect(failure).toMatchObject({ code: "HANDLER_LOAD_FAILED" });
+  expect((failure as Error).message).toContain("handler.js");
+  expect((failure as { extra: { logs: string[] } }).extra.logs.join("\n")).toContain("SyntaxError");
+}
+
 /** Registers the conformance cases for one driver. */
 export function runDriverConformance(options: DriverConformanceOptions): void {
   const runtime = options.runtime ?? "nodejs20";
@@ -317,13 +328,7 @@ export function runDriverConformance(options: DriverConformanceOptions): void {
     test("handlerLoadFailure", async () => {
       const { driver } = await setup();
       const spec = await specFor("broken", { "handler.js": HANDLERS.syntaxError });
-      const failure = await driver.start(spec).then(
-        () => undefined,
-        (err: unknown) => err,
-      );
-      expect(failure).toMatchObject({ code: "HANDLER_LOAD_FAILED" });
-      expect((failure as Error).message).toContain("handler.js");
-      expect((failure as { extra: { logs: string[] } }).extra.logs.join("\n")).toContain("SyntaxError");
+      await expectSyntaxErrorFailure(driver.start(spec));
       expect(driver.list()).toEqual([]);
     });
 
@@ -636,13 +641,7 @@ export function runDriverConformance(options: DriverConformanceOptions): void {
       const poolId = nextPoolId();
       const generic = await startGeneric(runtime, { poolId, memoryMb: 128 });
       const spec = await specFor("broken-pooled", { "handler.js": HANDLERS.syntaxError });
-      const failure = await specialize(poolId, spec).then(
-        () => undefined,
-        (err: unknown) => err,
-      );
-      expect(failure).toMatchObject({ code: "HANDLER_LOAD_FAILED" });
-      expect((failure as Error).message).toContain("handler.js");
-      expect((failure as { extra: { logs: string[] } }).extra.logs.join("\n")).toContain("SyntaxError");
+      await expectSyntaxErrorFailure(specialize(poolId, spec));
       expect(driver.list()).toEqual([]);
       if (generic.pid !== undefined && process.platform === "linux") {
         expect(await stillRunning([generic.pid])).toEqual([]);
