@@ -1,6 +1,6 @@
 import type { EventEmitter } from "node:events";
 import type { Pool } from "undici";
-import { defaultConcurrency, type FunctionSpec } from "../deploy/spec.js";
+import type { FunctionSpec } from "../deploy/spec.js";
 import type { Driver, DriverEvent, InstanceAddress } from "../drivers/driver.js";
 import type { DaemonMetrics } from "../observability/metrics.js";
 import type { Clock } from "../shared/clock.js";
@@ -349,8 +349,7 @@ export class Fleet {
     for (const info of this.#o.driver.list()) {
       if (!info.adopted || info.state !== "ready" || this.#byInstance.has(info.instanceId)) continue;
       if (info.functionName !== unit.name || info.revisionId !== revision.id) continue;
-      const instance = adoptedInstance(info, this.#o.clock.now());
-      instance.upstream = this.#o.connect(info.address, defaultConcurrency(unit.spec));
+      const instance = adoptedInstance(this.#host, info, unit.spec, this.#o.clock.now());
       unit.instances.set(instance.id, instance);
       this.#byInstance.set(instance.id, instance);
       this.#o.systemLog(unit.name, revision.id, instance.id, "instance adopted from the previous daemon run");

@@ -22,24 +22,37 @@ export function newInstance(name: string, revisionId: string, now: number, seq: 
 }
 
 /**
- * The record of an instance the driver adopted from a previous daemon run: ready, and idle since `now`
- * (its idle timeout starts over, as after a start).
+ * The record of an instance the driver adopted from a previous daemon run: ready, with its connection
+ * pool, and idle since `now` (its idle timeout starts over, as after a start).
  */
-export function adoptedInstance(info: InstanceInfo, now: number): LiveInstance {
-  return {
+export function adoptedInstance(
+  host: Pick<FleetHost, "connect">,
+  info: InstanceInfo,
+  spec: FunctionSpec,
+  now: number,
+): LiveInstance {
+  const instance: LiveInstance = {
+    ...newInstance(info.functionName, info.revisionId, info.startedAt, 0),
     id: info.instanceId,
-    functionName: info.functionName,
-    revisionId: info.revisionId,
-    state: "ready",
-    address: info.address,
-    upstream: null,
-    pid: info.pid,
-    inFlight: 0,
-    served: 0,
-    startedAt: info.startedAt,
-    readyAt: now,
-    lastUsedAt: now,
   };
+  markReady(host, instance, info, spec, now);
+  return instance;
+}
+
+/** The instance answers at `info.address`: ready, with a keep-alive connection pool to it. */
+function markReady(
+  host: Pick<FleetHost, "connect">,
+  instance: LiveInstance,
+  info: InstanceInfo,
+  spec: FunctionSpec,
+  now: number,
+): void {
+  instance.address = info.address;
+  instance.pid = info.pid;
+  instance.upstream = host.connect(info.address, defaultConcurrency(spec));
+  instance.state = "ready";
+  instance.readyAt = now;
+  instance.lastUsedAt = now;
 }
 
 /** Starts the instance through the driver and marks it ready; rejects with the driver's error. */
@@ -69,23 +82,16 @@ export async function startInstance(
     ...(spec.network === undefined ? {} : { network: spec.network }),
     ...(secrets === undefined ? {} : { secrets }),
   });
-  instance.address = info.address;
-  instance.pid = info.pid;
-  instance.upstream = host.connect(info.address, defaultConcurrency(spec));
-  instance.state = "ready";
-  instance.readyAt = host.clock.now();
-  instance.lastUsedAt = instance.readyAt;
-  host.metrics.coldStartDuration.observe(
-    { function: instance.functionName },
-    (instance.readyAt - started) / 1000,
-  );
+  const readyAt = host.clock.now();
+  markReady(host, instance, info, spec, readyAt);
+  host.metrics.coldStartDuration.observe({ function: instance.functionName }, (readyAt - started) / 1000);
   // A pooled start was already logged by the pool, with its own timing; one line per start.
   if (!info.fromPool) {
     host.systemLog(
       instance.functionName,
       revision.id,
       instance.id,
-      `instance ready in ${instance.readyAt - started} ms (revision #${revision.number})`,
+      `instance ready in ${readyAt - started} ms (revision #${revision.number})`,
     );
   }
 }
