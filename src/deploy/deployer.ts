@@ -226,7 +226,8 @@ export class Deployer {
       checkHandlerFile(
         spec.handler,
         code.map((f) => f.path),
-        template.extensions,
+        template,
+        this.#o.runtimes.templates(),
       );
       manifest = this.#o.store.transaction(() =>
         code.map((f) => ({
@@ -246,7 +247,8 @@ export class Deployer {
       checkHandlerFile(
         spec.handler,
         manifest.map((f) => f.path),
-        template.extensions,
+        template,
+        this.#o.runtimes.templates(),
       );
     }
 
