@@ -21,6 +21,7 @@ import { ProcessDriver } from "./drivers/process/index.js";
 import { resolveInterpreter } from "./drivers/process/interpreter.js";
 import { isRoot, uidFor } from "./drivers/process/sandbox.js";
 import { SecretsDriver } from "./drivers/secrets/secrets-driver.js";
+import { handleExpectations, sendContinue } from "./gateway/expect.js";
 import { Gateway } from "./gateway/gateway.js";
 import { RouteTable } from "./gateway/routes.js";
 import { ExecutionRecorder } from "./observability/executions.js";
@@ -252,14 +253,21 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     logController: new LogController({ disableRequestLogging: true }),
     // Code arrives base64 inside JSON: a third larger than the archive it carries.
     bodyLimit: Math.ceil(config.maxCodeBytes * 1.4) + 1024 * 1024,
-    serverFactory: (handler) =>
-      http.createServer((req, res) => {
+    serverFactory: (handler) => {
+      const dispatch = (req: http.IncomingMessage, res: http.ServerResponse) => {
         const url = req.url ?? "/";
         const q = url.indexOf("?");
         const pathname = q === -1 ? url : url.slice(0, q);
-        if (isControlPath(pathname)) handler(req, res);
-        else gateway.handle(req, res);
-      }),
+        if (isControlPath(pathname)) {
+          // The API reads bodies as soon as it gets them: a client waiting for 100 Continue may send now.
+          sendContinue(req, res);
+          handler(req, res);
+        } else gateway.handle(req, res);
+      };
+      const server = http.createServer(dispatch);
+      handleExpectations(server, dispatch);
+      return server;
+    },
   });
   await registerApi(fastify, {
     store,
