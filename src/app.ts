@@ -79,15 +79,21 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
   const logger = overrides.logger ?? createLogger(config.logLevel);
   const clock = overrides.clock ?? systemClock;
   const { token, tokenFile } = ensureToken(config);
+  const metrics = new DaemonMetrics();
   const store =
     overrides.store ??
-    openSqliteStore(path.join(config.dataDir, "funcd.db"), { logsPerFunction: config.logsPerFunction });
-  const metrics = new DaemonMetrics();
+    openSqliteStore(path.join(config.dataDir, "funcd.db"), {
+      logsPerFunction: config.logsPerFunction,
+      onLockWait: metrics.observeLockWait,
+    });
   const logs = new LogHub(store.logs, clock, { logger });
   // With the SQLite store of the data dir, sync records are written on a thread of their own.
   const executionSink = overrides.store
     ? store.executions
-    : new WorkerExecutionSink(path.join(config.dataDir, "funcd.db"), logger);
+    : new WorkerExecutionSink(path.join(config.dataDir, "funcd.db"), logger, {
+        onLockWait: metrics.observeLockWait,
+        onBusyRetry: (operation) => metrics.storeBusyRetries.inc({ operation }),
+      });
   const recorder = new ExecutionRecorder(executionSink, clock, {
     logger,
     enabled: config.recordExecutions,
@@ -228,6 +234,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     settings: config,
     deliver: (delivery) => gateway.deliver(delivery),
     timeoutOf: (name) => fleet.timeoutOf(name),
+    metrics,
   });
   const gateway: Gateway = new Gateway({
     asyncIntake: asyncInvocations.intake,
