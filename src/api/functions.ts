@@ -7,7 +7,7 @@ import {
   DeployRequestSchema,
   FUNCTION_NAME,
   RouteSchema,
-  ScaleSchema,
+  ScalePatchSchema,
   withResources,
 } from "../deploy/spec.js";
 import type { LogHub } from "../observability/log-hub.js";
@@ -28,11 +28,6 @@ const NameParams = z.object({ name: z.string().regex(FUNCTION_NAME, "not a valid
 const UpdateBody = DeployRequestFields.extend({ name: DeployRequestFields.shape.name.optional() }).transform(
   withResources,
 );
-const ScaleBody = z.object({
-  min: z.number().int().min(0).max(100).optional(),
-  max: z.number().int().min(1).max(100).optional(),
-  idleTimeout: z.union([z.number(), z.string()]).optional(),
-});
 const SettingsBody = z.object({
   routes: z.array(RouteSchema).max(32).optional(),
   labels: z.record(z.string(), z.string()).optional(),
@@ -195,15 +190,20 @@ export function functionRoutes(deps: FunctionRoutesDeps) {
 
     app.patch(
       "/api/v1/functions/:name/scale",
-      { schema: { tags, summary: "Change scale settings live", params: NameParams, body: ScaleBody } },
+      {
+        schema: {
+          tags,
+          summary: "Change scale settings live",
+          description:
+            "Only the fields sent change. Durations are written like in a spec: `30s`, `500ms`, `5m`, or a number of seconds.",
+          params: NameParams,
+          body: ScalePatchSchema,
+        },
+      },
       async (request) => {
         const current = requireFunction(store, request.params.name);
-        const scale = ScaleSchema.parse({
-          ...current.spec.scale,
-          ...request.body,
-          idleTimeout: request.body.idleTimeout ?? current.spec.scale.idleTimeout / 1000,
-        });
-        return functionView(deployer.updateSettings(current.name, { scale }), store, fleet);
+        // The body holds only what was sent, already in milliseconds; the deployer merges it over the stored settings.
+        return functionView(deployer.updateSettings(current.name, { scale: request.body }), store, fleet);
       },
     );
 

@@ -13,7 +13,14 @@ export interface FunctionView {
   memory?: number;
   timeoutMs?: number;
   concurrency?: number;
-  scale?: { min?: number; max?: number; idleTimeoutMs?: number };
+  scale?: {
+    min?: number;
+    max?: number;
+    idleTimeoutMs?: number;
+    targetUtilization?: number;
+    stableWindowMs?: number;
+    panicWindowMs?: number;
+  };
   env?: Record<string, string>;
   labels?: Record<string, string>;
   status?: string;
@@ -201,6 +208,9 @@ export function describeFields(f: FunctionView, baseUrl: string): Array<[string,
 export function formatScale(scale: NonNullable<FunctionView["scale"]>): string {
   const parts = [`min ${scale.min ?? "-"}`, `max ${scale.max ?? "-"}`];
   if (scale.idleTimeoutMs !== undefined) parts.push(`idle timeout ${formatDuration(scale.idleTimeoutMs)}`);
+  if (scale.targetUtilization !== undefined) parts.push(`target utilization ${scale.targetUtilization}`);
+  if (scale.stableWindowMs !== undefined) parts.push(`stable window ${formatDuration(scale.stableWindowMs)}`);
+  if (scale.panicWindowMs !== undefined) parts.push(`panic window ${formatDuration(scale.panicWindowMs)}`);
   return parts.join(", ");
 }
 

@@ -123,7 +123,10 @@ export class Deployer {
   /** Applies routes/scale/label changes that need no new revision. */
   updateSettings(
     name: string,
-    patch: Partial<Pick<FunctionSpec, "scale" | "routes" | "labels" | "annotations">>,
+    patch: Partial<Pick<FunctionSpec, "routes" | "labels" | "annotations">> & {
+      /** Only the settings that change (milliseconds for durations); the others stay as stored. */
+      scale?: Partial<FunctionSpec["scale"]>;
+    },
   ): FunctionRecord {
     const current = this.#require(name);
     const spec: FunctionSpec = {
@@ -226,7 +229,8 @@ export class Deployer {
       checkHandlerFile(
         spec.handler,
         code.map((f) => f.path),
-        template.extensions,
+        template,
+        this.#o.runtimes.templates(),
       );
       manifest = this.#o.store.transaction(() =>
         code.map((f) => ({
@@ -246,7 +250,8 @@ export class Deployer {
       checkHandlerFile(
         spec.handler,
         manifest.map((f) => f.path),
-        template.extensions,
+        template,
+        this.#o.runtimes.templates(),
       );
     }
 

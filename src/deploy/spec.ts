@@ -17,12 +17,16 @@ export const RESERVED_PREFIXES = [
   "/ui",
 ] as const;
 
-const duration = (fallbackMs: number, maxMs: number) =>
+/**
+ * A duration as a user writes it (`30s`, `500ms`, or a bare number of seconds) → milliseconds, or
+ * undefined when absent. Only for input: stored specs hold milliseconds and must never come back here.
+ */
+const durationInput = (maxMs: number) =>
   z
     .union([z.number(), z.string()])
     .optional()
     .transform((value, ctx) => {
-      if (value === undefined) return fallbackMs;
+      if (value === undefined) return undefined;
       const ms = parseDuration(value);
       if (ms === undefined || ms <= 0 || ms > maxMs) {
         ctx.addIssue({
@@ -33,6 +37,9 @@ const duration = (fallbackMs: number, maxMs: number) =>
       }
       return ms;
     });
+
+const duration = (fallbackMs: number, maxMs: number) =>
+  durationInput(maxMs).transform((ms) => ms ?? fallbackMs);
 
 export const RouteSchema = z
   .string()
@@ -47,19 +54,53 @@ export const RouteSchema = z
     }
   });
 
+const SCALE_LIMITS = {
+  min: z.number().int().min(0).max(100),
+  max: z.number().int().min(1).max(100),
+  /** Fraction of `concurrency` the autoscaler aims for per instance. */
+  targetUtilization: z.number().min(0.05).max(1),
+  idleTimeoutMaxMs: 24 * 3_600_000,
+  stableWindowMaxMs: 3_600_000,
+  panicWindowMaxMs: 600_000,
+};
+
 export const ScaleSchema = z
   .object({
-    min: z.number().int().min(0).max(100).default(0),
-    max: z.number().int().min(1).max(100).default(10),
-    idleTimeout: duration(5 * 60_000, 24 * 3_600_000),
+    min: SCALE_LIMITS.min.default(0),
+    max: SCALE_LIMITS.max.default(10),
+    idleTimeout: duration(5 * 60_000, SCALE_LIMITS.idleTimeoutMaxMs),
     /** Fraction of `concurrency` the autoscaler aims for per instance. */
-    targetUtilization: z.number().min(0.05).max(1).default(0.7),
+    targetUtilization: SCALE_LIMITS.targetUtilization.default(0.7),
     /** The autoscaler averages concurrency over this window to decide how many instances to keep. */
-    stableWindow: duration(60_000, 3_600_000),
+    stableWindow: duration(60_000, SCALE_LIMITS.stableWindowMaxMs),
     /** A burst seen over this shorter window scales up at once (panic mode). */
-    panicWindow: duration(6_000, 600_000),
+    panicWindow: duration(6_000, SCALE_LIMITS.panicWindowMaxMs),
   })
   .prefault({});
+
+/**
+ * A live change of scale settings (`PATCH …/scale`, `funcd scale`): only the fields sent, durations
+ * turned into milliseconds, no defaults. The result is merged over the stored settings (which are
+ * milliseconds already), so a stored value is never parsed again as user input.
+ */
+export const ScalePatchSchema = z
+  .object({
+    min: SCALE_LIMITS.min.optional(),
+    max: SCALE_LIMITS.max.optional(),
+    idleTimeout: durationInput(SCALE_LIMITS.idleTimeoutMaxMs),
+    targetUtilization: SCALE_LIMITS.targetUtilization.optional(),
+    stableWindow: durationInput(SCALE_LIMITS.stableWindowMaxMs),
+    panicWindow: durationInput(SCALE_LIMITS.panicWindowMaxMs),
+  })
+  .strict()
+  .transform((patch) => {
+    // Drop what was not sent: under exactOptionalPropertyTypes an explicit undefined would erase a setting.
+    const sent: Partial<z.output<typeof ScaleSchema>> = {};
+    for (const [key, value] of Object.entries(patch)) {
+      if (value !== undefined) Object.assign(sent, { [key]: value });
+    }
+    return sent;
+  });
 
 /**
  * The secrets a function uses, by name: each reaches its instances as a read-only file

@@ -24,6 +24,7 @@ export const ERRORS = {
   SECRET_IN_USE: { status: 409, title: "Secret in use" },
   PAYLOAD_TOO_LARGE: { status: 413, title: "Payload too large" },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: "Unsupported media type" },
+  EXPECTATION_FAILED: { status: 417, title: "Expectation not supported" },
   DEPLOY_FAILED: { status: 422, title: "Deploy failed" },
   HANDLER_LOAD_FAILED: { status: 422, title: "The handler could not be loaded" },
   QUEUE_FULL: { status: 429, title: "Too many requests waiting" },

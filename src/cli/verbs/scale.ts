@@ -1,4 +1,4 @@
-import type { Command } from "commander";
+import { type Command, InvalidArgumentError } from "commander";
 import { duration, integer } from "../args.js";
 import { type CliDeps, contextFor } from "../context.js";
 import { toCliError, usageError } from "../errors.js";
@@ -8,6 +8,20 @@ interface ScaleOptions {
   min?: number;
   max?: number;
   idleTimeout?: string;
+  targetUtilization?: number;
+  stableWindow?: string;
+  panicWindow?: string;
+}
+
+/** Flag → field of the PATCH body; durations go as the user wrote them (the daemon parses them once). */
+const FIELDS = ["min", "max", "idleTimeout", "targetUtilization", "stableWindow", "panicWindow"] as const;
+
+function fraction(value: string): number {
+  const n = Number(value);
+  if (!/^\s*\d*\.?\d+\s*$/.test(value) || n < 0.05 || n > 1) {
+    throw new InvalidArgumentError(`expected a fraction between 0.05 and 1, got "${value}"`);
+  }
+  return n;
 }
 
 export function register(program: Command, deps: CliDeps): void {
@@ -18,21 +32,35 @@ export function register(program: Command, deps: CliDeps): void {
     .option("--min <n>", "instances kept running (0 = scale to zero)", integer(0, 100))
     .option("--max <n>", "instances at most", integer(1, 100))
     .option("--idle-timeout <duration>", "stop an idle instance after, e.g. 5m", duration)
+    .option(
+      "--target-utilization <fraction>",
+      "share of an instance's concurrency the autoscaler aims for, e.g. 0.7",
+      fraction,
+    )
+    .option("--stable-window <duration>", "the autoscaler averages load over this window, e.g. 60s", duration)
+    .option(
+      "--panic-window <duration>",
+      "a burst over this shorter window scales up at once, e.g. 6s",
+      duration,
+    )
     .addHelpText(
       "after",
-      "\nExamples:\n  $ funcd scale sum --min 1 --max 4\n  $ funcd scale sum --idle-timeout 30s",
+      "\nOnly the settings you pass change. Examples:\n  $ funcd scale sum --min 1 --max 4\n  $ funcd scale sum --idle-timeout 30s",
     )
     .action(async (name: string, options: ScaleOptions, command: Command) => {
       const ctx = contextFor(command, deps);
-      const body = {
-        ...(options.min === undefined ? {} : { min: options.min }),
-        ...(options.max === undefined ? {} : { max: options.max }),
-        ...(options.idleTimeout === undefined ? {} : { idleTimeout: options.idleTimeout }),
-      };
-      if (Object.keys(body).length === 0)
-        throw usageError("Nothing to change: pass --min, --max or --idle-timeout");
-      if (body.min !== undefined && body.max !== undefined && body.min > body.max) {
-        throw usageError(`--min ${body.min} is above --max ${body.max}`);
+      const body: Record<string, string | number> = {};
+      for (const field of FIELDS) {
+        const value = options[field];
+        if (value !== undefined) body[field] = value;
+      }
+      if (Object.keys(body).length === 0) {
+        throw usageError(
+          "Nothing to change: pass --min, --max, --idle-timeout, --target-utilization, --stable-window or --panic-window",
+        );
+      }
+      if (options.min !== undefined && options.max !== undefined && options.min > options.max) {
+        throw usageError(`--min ${options.min} is above --max ${options.max}`);
       }
       let fn: FunctionView;
       try {
