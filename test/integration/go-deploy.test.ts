@@ -106,10 +106,8 @@ describe("a daemon serving Go functions on the process driver", () => {
     const res = await daemon.call("POST", "/function/hello-go", "Ada", { "content-type": "text/plain" });
     expect(res.status).toBe(200);
     expect(res.text).toBe("Hello Ada from hello-go");
-    const view = (await daemon.api("GET", "/api/v1/functions/hello-go")).json<{
-      spec: { runtime: string };
-    }>();
-    expect(view.spec.runtime).toBe("go1.x");
+    // `go` is an alias: the function is recorded under the runtime's name.
+    expect((await daemon.api("GET", "/api/v1/functions/hello-go")).json().runtime).toBe("go1.x");
   });
 
   it("compiles nothing when the same files are deployed again", async () => {
@@ -136,5 +134,20 @@ describe("a daemon serving Go functions on the process driver", () => {
     const out = await deploy(daemon, "greeter", { runtime: "go", files });
     expect(out.problem).toBeUndefined();
     expect((await daemon.call("POST", "/function/greeter", "Dee")).text).toBe("Hello, Dee (greet v1.0.0)");
+  });
+
+  it("funcd new --runtime go scaffolds a function that deploys and answers", async () => {
+    const work = mkdtempSync(path.join(os.tmpdir(), "funcd-go-new-"));
+    try {
+      const made = await daemon.cli(["new", "greet-go", "--runtime", "go", "--dir", work]);
+      expect(made.stderr).toBe("");
+      expect(made.code).toBe(0);
+      const deployed = await daemon.cli(["deploy", path.join(work, "greet-go")]);
+      expect(deployed.stderr + deployed.stdout).toContain("Deployed greet-go");
+      const invoked = await daemon.cli(["invoke", "greet-go", "--data", '{"name":"Ada"}']);
+      expect(invoked.stdout).toContain("Hello, Ada! (from greet-go)");
+    } finally {
+      removeDir(work);
+    }
   });
 });
