@@ -127,7 +127,7 @@ describe("a daemon serving Go functions on the process driver", () => {
   });
 
   it("fetches go.mod dependencies through GOPROXY", async () => {
-    const dir = path.join(ROOT, "test", "fixtures", "go1.x-only", "greeter");
+    const dir = path.join(ROOT, "test", "fixtures", "deps", "go-greeter");
     const files = Object.fromEntries(
       readdirSync(dir).map((f) => [f, readFileSync(path.join(dir, f), "utf8")]),
     );
