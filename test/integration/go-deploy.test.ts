@@ -121,7 +121,7 @@ describe("a daemon serving Go functions on the process driver", () => {
     expect(out.result).toBeUndefined();
     expect(out.problem?.code).toBe("DEPLOY_FAILED");
     expect(out.problem?.detail).toContain('Compiling "hello-go" failed (go exited with');
-    expect(out.problem?.detail).toMatch(/handler\.go:6:\d+: invalid operation/);
+    expect(out.problem?.logs?.join("\n")).toMatch(/^handler\.go:6:\d+: invalid operation/m);
     expect(out.problem?.detail).toContain("previous revision keeps serving");
     expect((await daemon.call("POST", "/function/hello-go", "Cy")).text).toBe("Hello Cy from hello-go");
   });
