@@ -13,6 +13,7 @@ import { ArtifactCache } from "./builder/artifacts.js";
 import { DependencyCache } from "./builder/dependencies.js";
 import { RuntimeRegistry } from "./builder/runtimes.js";
 import { type Config, PACKAGE_ROOT } from "./config/config.js";
+import { Applier } from "./deploy/apply.js";
 import { Deployer } from "./deploy/deployer.js";
 import type { FunctionSpec } from "./deploy/spec.js";
 import { connectEngine } from "./drivers/docker/engine.js";
@@ -273,6 +274,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     store,
     fleet,
     deployer,
+    applier: new Applier({ store, deployer, runtimes }),
     logs,
     metrics,
     token,
