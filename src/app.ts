@@ -14,6 +14,7 @@ import { ArtifactCache } from "./builder/artifacts.js";
 import { DependencyCache } from "./builder/dependencies.js";
 import { RuntimeRegistry } from "./builder/runtimes.js";
 import { type Config, gatewayListener, PACKAGE_ROOT } from "./config/config.js";
+import { Applier } from "./deploy/apply.js";
 import { Deployer } from "./deploy/deployer.js";
 import type { FunctionSpec } from "./deploy/spec.js";
 import { connectEngine } from "./drivers/docker/engine.js";
@@ -22,6 +23,7 @@ import { ProcessDriver } from "./drivers/process/index.js";
 import { resolveInterpreter } from "./drivers/process/interpreter.js";
 import { isRoot, uidFor } from "./drivers/process/sandbox.js";
 import { SecretsDriver } from "./drivers/secrets/secrets-driver.js";
+import { handleExpectations, sendContinue } from "./gateway/expect.js";
 import { Gateway } from "./gateway/gateway.js";
 import { RouteTable } from "./gateway/routes.js";
 import { ExecutionRecorder } from "./observability/executions.js";
@@ -83,15 +85,21 @@ export async function createApp(given: Config, overrides: AppOverrides = {}): Pr
   const logger = overrides.logger ?? createLogger(config.logLevel);
   const clock = overrides.clock ?? systemClock;
   const { token, tokenFile } = ensureToken(config);
+  const metrics = new DaemonMetrics();
   const store =
     overrides.store ??
-    openSqliteStore(path.join(config.dataDir, "funcd.db"), { logsPerFunction: config.logsPerFunction });
-  const metrics = new DaemonMetrics();
+    openSqliteStore(path.join(config.dataDir, "funcd.db"), {
+      logsPerFunction: config.logsPerFunction,
+      onLockWait: metrics.observeLockWait,
+    });
   const logs = new LogHub(store.logs, clock, { logger });
   // With the SQLite store of the data dir, sync records are written on a thread of their own.
   const executionSink = overrides.store
     ? store.executions
-    : new WorkerExecutionSink(path.join(config.dataDir, "funcd.db"), logger);
+    : new WorkerExecutionSink(path.join(config.dataDir, "funcd.db"), logger, {
+        onLockWait: metrics.observeLockWait,
+        onBusyRetry: (operation) => metrics.storeBusyRetries.inc({ operation }),
+      });
   const recorder = new ExecutionRecorder(executionSink, clock, {
     logger,
     enabled: config.recordExecutions,
@@ -232,6 +240,7 @@ export async function createApp(given: Config, overrides: AppOverrides = {}): Pr
     settings: config,
     deliver: (delivery) => gateway.deliver(delivery),
     timeoutOf: (name) => fleet.timeoutOf(name),
+    metrics,
   });
   const gateway: Gateway = new Gateway({
     asyncIntake: asyncInvocations.intake,
@@ -250,19 +259,27 @@ export async function createApp(given: Config, overrides: AppOverrides = {}): Pr
     logController: new LogController({ disableRequestLogging: true }),
     // Code arrives base64 inside JSON: a third larger than the archive it carries.
     bodyLimit: Math.ceil(config.maxCodeBytes * 1.4) + 1024 * 1024,
-    serverFactory: (handler) =>
-      http.createServer((req, res) => {
+    serverFactory: (handler) => {
+      const dispatch = (req: http.IncomingMessage, res: http.ServerResponse) => {
         const url = req.url ?? "/";
         const q = url.indexOf("?");
         const pathname = q === -1 ? url : url.slice(0, q);
-        if (isControlPath(pathname)) handler(req, res);
-        else gateway.handle(req, res);
-      }),
+        if (isControlPath(pathname)) {
+          // The API reads bodies as soon as it gets them: a client waiting for 100 Continue may send now.
+          sendContinue(req, res);
+          handler(req, res);
+        } else gateway.handle(req, res);
+      };
+      const server = http.createServer(dispatch);
+      handleExpectations(server, dispatch);
+      return server;
+    },
   });
   await registerApi(fastify, {
     store,
     fleet,
     deployer,
+    applier: new Applier({ store, deployer, runtimes }),
     logs,
     metrics,
     token,

@@ -161,7 +161,8 @@ export function imageRoutes(options: ImagesRouteOptions) {
     checkHandlerFile(
       body.handler,
       files.map((f) => f.path),
-      template.extensions,
+      template,
+      options.runtimes.templates(),
     );
     const dependencies = await options.prepareDependencies({
       functionName: body.name,

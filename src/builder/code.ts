@@ -1,6 +1,7 @@
 import path from "node:path";
 import { Parser, type ReadEntry } from "tar";
 import { FuncdError } from "../shared/errors.js";
+import { fittingRuntimes, handlerFiles, type TemplateMeta } from "./runtimes.js";
 
 /** One file of uploaded function code, validated and in memory. */
 export interface CodeFile {
@@ -188,19 +189,27 @@ export async function readCode(upload: CodeUpload, limits: IntakeLimits): Promis
 
 /**
  * Fails early, with the file list, when the handler's file (`handler.main` → `handler` plus one of the
- * runtime's `extensions`) is not among `paths`.
+ * runtime's `extensions`) is not among `paths`; when the files fit another of `templates`, says which
+ * runtime and how to ask for it.
  */
 export function checkHandlerFile(
   handler: string,
   paths: readonly string[],
-  extensions: readonly string[],
+  template: TemplateMeta,
+  templates: readonly TemplateMeta[] = [],
 ): void {
-  const file = handler.slice(0, handler.lastIndexOf("."));
-  const candidates = extensions.length > 0 ? extensions.map((ext) => file + ext) : [file];
+  const candidates = handlerFiles(handler, template.extensions);
   if (candidates.some((c) => paths.includes(c))) return;
   const shown = paths.slice(0, 20).join(", ") + (paths.length > 20 ? ", …" : "");
+  const others = templates.filter((t) => t.runtime !== template.runtime);
+  const fit = fittingRuntimes(others, (file) => paths.includes(file), handler)[0];
+  const hint = fit
+    ? `; ${fit.file} is a ${fit.template.runtime} function's: deploy it with --runtime ${fit.template.runtime}` +
+      ` ("runtime": "${fit.template.runtime}" in the spec)`
+    : "";
   throw new FuncdError(
     "HANDLER_LOAD_FAILED",
-    `Handler "${handler}" needs the file ${candidates.join(" or ")}, which is not in the code (files: ${shown || "none"})`,
+    `Handler "${handler}" needs the file ${candidates.join(" or ")}, which is not in the code ` +
+      `(files: ${shown || "none"})${hint}`,
   );
 }

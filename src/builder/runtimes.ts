@@ -83,6 +83,11 @@ export class RuntimeRegistry {
     return [...this.#byName.keys()].sort();
   }
 
+  /** The template of a runtime name or alias, if installed. */
+  find(runtime: string): TemplateMeta | undefined {
+    return this.#byName.get(runtime);
+  }
+
   get(runtime: string): TemplateMeta {
     const meta = this.#byName.get(runtime);
     if (!meta) {
@@ -94,4 +99,41 @@ export class RuntimeRegistry {
     }
     return meta;
   }
+}
+
+/** Why a runtime fits a function's files: the file that says so. */
+export interface RuntimeFit {
+  template: TemplateMeta;
+  /** The handler file (or, failing that, the dependency file) found for it. */
+  file: string;
+}
+
+/**
+ * The runtimes whose files a function has, from the templates alone (no language is known here): those
+ * with the handler's file (`handler` → its file part plus one of the template's `extensions`; without a
+ * handler, the template's `defaultHandler`); when none has it, those with their `dependencyFile`
+ * (`requirements.txt`, `package.json`). Used to infer a folder's runtime and to say which runtime would
+ * fit when the chosen one's handler file is missing.
+ */
+export function fittingRuntimes(
+  templates: readonly TemplateMeta[],
+  has: (file: string) => boolean,
+  handler?: string,
+): RuntimeFit[] {
+  const byHandler: RuntimeFit[] = [];
+  const byDependencies: RuntimeFit[] = [];
+  for (const template of templates) {
+    const file = handlerFiles(handler ?? template.defaultHandler, template.extensions).find(has);
+    if (file !== undefined) byHandler.push({ template, file });
+    else if (template.dependencyFile !== undefined && has(template.dependencyFile)) {
+      byDependencies.push({ template, file: template.dependencyFile });
+    }
+  }
+  return byHandler.length > 0 ? byHandler : byDependencies;
+}
+
+/** The files a handler (`file.export`) may live in for a runtime with these extensions. */
+export function handlerFiles(handler: string, extensions: readonly string[]): string[] {
+  const file = handler.slice(0, handler.lastIndexOf("."));
+  return extensions.length > 0 ? extensions.map((ext) => file + ext) : [file];
 }

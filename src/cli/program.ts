@@ -4,6 +4,7 @@ import { outputFor } from "./context.js";
 import { toCliError } from "./errors.js";
 import { packageVersion } from "./scaffold.js";
 import { registerServer } from "./server.js";
+import { register as apply } from "./verbs/apply.js";
 import { register as build } from "./verbs/build.js";
 import { register as deleteVerb } from "./verbs/delete.js";
 import { register as deploy } from "./verbs/deploy.js";
@@ -26,6 +27,7 @@ const VERBS = [
   newVerb,
   deploy,
   up,
+  apply,
   invoke,
   list,
   describe,

@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { RuntimeRegistry } from "../builder/runtimes.js";
 import { FUNCTION_NAME } from "../deploy/spec.js";
 import { usageError } from "./errors.js";
 
@@ -77,6 +78,8 @@ export interface NewFunctionResult {
   path: string;
   /** Files written, relative to it. */
   files: string[];
+  /** The runtime's own name (an alias given resolved). */
+  runtime: string;
 }
 
 /**
@@ -91,7 +94,9 @@ export async function newFunction(options: NewFunctionOptions): Promise<NewFunct
       `"${name}" is not a function name: use lower-case letters, digits and '-', starting with a letter`,
     );
   }
-  const source = join(templatesDir, runtime, "scaffold");
+  // An alias (`node`, `python`) names its runtime's template.
+  const template = new RuntimeRegistry(templatesDir).find(runtime);
+  const source = join(template?.dir ?? join(templatesDir, runtime), "scaffold");
   if (!(await isDir(source))) {
     const known = await scaffoldRuntimes(templatesDir);
     throw usageError(
@@ -115,7 +120,7 @@ export async function newFunction(options: NewFunctionOptions): Promise<NewFunct
     await rm(staging, { recursive: true, force: true });
     throw err;
   }
-  return { path: target, files: files.sort() };
+  return { path: target, files: files.sort(), runtime: template?.runtime ?? runtime };
 }
 
 async function copyTree(from: string, to: string, rel: string, name: string, files: string[]): Promise<void> {

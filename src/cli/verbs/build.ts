@@ -42,7 +42,8 @@ folder finds its image again at once. The daemon builds it on its Docker engine.
     .action(async (dir: string, options: BuildOptions, command: Command) => {
       const { out, client } = contextFor(command, deps);
       // --base-image lands in the spec as for a deploy (its `baseImage`).
-      const { folder, name, spec } = await readFunctionFolder(dir, options);
+      const { folder, name, spec, inferred } = await readFunctionFolder(dir, options, deps.templatesDir);
+      if (inferred !== undefined) out.note(inferred);
       const task = out.task(`${name}: packing ${folder}`);
       let result: BuildView;
       try {

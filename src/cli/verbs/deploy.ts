@@ -1,5 +1,7 @@
-import { resolve } from "node:path";
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
 import type { Command } from "commander";
+import { fittingRuntimes, type RuntimeFit, RuntimeRegistry } from "../../builder/runtimes.js";
 import { FUNCTION_NAME } from "../../deploy/spec.js";
 import { collect, duration, integer, keyValue } from "../args.js";
 import type { ApiClient } from "../client.js";
@@ -74,7 +76,8 @@ export function mergeSpec(defaults: SpecFields, options: DeployOptions): SpecFie
 export async function readFunctionFolder(
   dir: string,
   options: DeployOptions,
-): Promise<{ folder: string; name: string; spec: SpecFields }> {
+  templatesDir?: string,
+): Promise<{ folder: string; name: string; spec: SpecFields; inferred?: string }> {
   const folder = resolve(dir);
   const defaults = await readFolderDefaults(folder, options.name);
   const name = options.name ?? defaults?.name ?? folderName(folder);
@@ -86,7 +89,34 @@ export async function readFunctionFolder(
         : undefined,
     );
   }
-  return { folder, name, spec: mergeSpec(defaults?.spec ?? {}, options) };
+  const spec = mergeSpec(defaults?.spec ?? {}, options);
+  if (spec.runtime !== undefined || templatesDir === undefined) return { folder, name, spec };
+  const fit = inferRuntime(folder, templatesDir, typeof spec.handler === "string" ? spec.handler : undefined);
+  if (fit === undefined) return { folder, name, spec };
+  return {
+    folder,
+    name,
+    spec: { ...spec, runtime: fit.template.runtime },
+    inferred: `runtime ${fit.template.runtime} (from ${fit.file}; pass --runtime to choose another)`,
+  };
+}
+
+/**
+ * The runtime a folder's files say, when neither a flag nor its spec file names one: the one runtime
+ * whose handler file (else dependency file) is there, from the local templates. None or several: the
+ * daemon's default applies.
+ */
+function inferRuntime(
+  folder: string,
+  templatesDir: string,
+  handler: string | undefined,
+): RuntimeFit | undefined {
+  const fits = fittingRuntimes(
+    new RuntimeRegistry(templatesDir).templates(),
+    (file) => existsSync(join(folder, file)),
+    handler,
+  );
+  return fits.length === 1 ? fits[0] : undefined;
 }
 
 /** `funcd <verb> [dir]` with the flags that name the function and its runtime (`deploy`, `build`). */
@@ -99,7 +129,10 @@ export function folderCommand(program: Command, verb: string, description: strin
       "-n, --name <name>",
       "function name (default: from funcd.yaml in the folder, else the folder's name)",
     )
-    .option("--runtime <runtime>", "runtime, e.g. nodejs20 (default nodejs20)")
+    .option(
+      "--runtime <runtime>",
+      "runtime, e.g. nodejs20, python3 (default: the folder's funcd.yaml, else its files: handler.py → python3)",
+    )
     .option("--handler <file.export>", "handler, e.g. handler.main (default handler.main)");
 }
 
@@ -141,7 +174,8 @@ A funcd.yaml or function.yaml in the folder gives defaults; flags win.`,
     )
     .action(async (dir: string, options: DeployOptions, command: Command) => {
       const ctx = contextFor(command, deps);
-      const { folder, name, spec } = await readFunctionFolder(dir, options);
+      const { folder, name, spec, inferred } = await readFunctionFolder(dir, options, deps.templatesDir);
+      if (inferred !== undefined) ctx.out.note(inferred);
       const job = { name, dir: folder, spec };
       if (!options.watch) {
         const result = await deployFunction(ctx.out, ctx.client(), job);

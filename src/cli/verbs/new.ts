@@ -24,8 +24,8 @@ export function register(program: Command, deps: CliDeps): void {
       });
       const rel = relative(process.cwd(), created.path);
       const shown = rel.startsWith("..") || rel === "" ? created.path : `./${rel}`;
-      out.result({ path: created.path, files: created.files, runtime: options.runtime }, () => {
-        out.line(`Created ${shown} (${options.runtime}): ${created.files.join(", ")}`);
+      out.result({ path: created.path, files: created.files, runtime: created.runtime }, () => {
+        out.line(`Created ${shown} (${created.runtime}): ${created.files.join(", ")}`);
         out.line();
         out.line("Next:");
         out.line(`  funcd deploy ${shown}`);
