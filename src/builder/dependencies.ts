@@ -39,8 +39,6 @@ export const DEFAULT_GC_GRACE_MS = 60 * 60_000;
 export const INSTALL_UID = DEFAULT_UID_BASE - 1;
 /** Lines of install output kept for the error of a failed install. */
 const KEEP_LINES = 40;
-/** Of those, the last few quoted in the error message itself. */
-const QUOTE_LINES = 8;
 
 /** What one revision needs installed. */
 export interface DependencyPlan {
@@ -100,10 +98,12 @@ class InstallFailure {
         : outcome.signal
           ? `${tool} was killed by ${outcome.signal}`
           : `${tool} exited with ${outcome.code}`;
-    const quoted = this.lines.slice(-QUOTE_LINES).join("\n");
+    // The output goes in `logs` only: quoted in the message as well, a client showing both (the CLI does)
+    // printed it twice.
+    const where = this.lines.length > 0 ? `; its last ${this.lines.length} lines are in logs` : "";
     return new FuncdError(
       "DEPLOY_FAILED",
-      `Installing dependencies of "${functionName}" failed (${why})${quoted ? `: ${quoted}` : ""}`,
+      `Installing dependencies of "${functionName}" failed (${why})${where}`,
       { extra: { logs: this.lines } },
     );
   }
