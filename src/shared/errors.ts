@@ -47,6 +47,9 @@ export const ERRORS = {
   IMAGE_NOT_FOUND: { status: 404, title: "Image not found" },
   IMAGE_IN_USE: { status: 409, title: "Image in use" },
   DAEMON_UNREACHABLE: { status: 503, title: "The funcd daemon cannot be reached" },
+  PORT_IN_USE: { status: 500, title: "The daemon cannot listen on its port" },
+  DATA_DIR_LOCKED: { status: 500, title: "Another funcd daemon uses this data dir" },
+  DATA_DIR_UNREACHABLE: { status: 500, title: "Sandboxed functions cannot reach the data dir" },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;
