@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
@@ -8,11 +8,12 @@ import { promisify } from "node:util";
 import Fastify, { type FastifyBaseLogger, LogController } from "fastify";
 import { Pool } from "undici";
 import { isControlPath, registerApi } from "./api/index.js";
+import { claimDataDir } from "./app-data-dir.js";
 import { createDockerParts } from "./app-docker.js";
 import { ArtifactCache } from "./builder/artifacts.js";
 import { DependencyCache } from "./builder/dependencies.js";
 import { RuntimeRegistry } from "./builder/runtimes.js";
-import { type Config, PACKAGE_ROOT } from "./config/config.js";
+import { type Config, gatewayListener, PACKAGE_ROOT } from "./config/config.js";
 import { Applier } from "./deploy/apply.js";
 import { Deployer } from "./deploy/deployer.js";
 import type { FunctionSpec } from "./deploy/spec.js";
@@ -35,6 +36,7 @@ import { Fleet } from "./scaler/fleet.js";
 import { PooledDriver, supportsPool } from "./scaler/pool.js";
 import { type Clock, systemClock } from "./shared/clock.js";
 import { FuncdError, isFuncdError, messageOf } from "./shared/errors.js";
+import { listenOrExplain } from "./shared/listen.js";
 import { createLogger, type Logger } from "./shared/logger.js";
 import { openSqliteStore } from "./store/sqlite/index.js";
 import type { Store } from "./store/types.js";
@@ -71,16 +73,19 @@ export interface App {
  * The composition root: wires store, driver, fleet, gateway and API from a
  * config. Listening is separate (`listen`) so tests can build an app in-process.
  */
-export async function createApp(config: Config, overrides: AppOverrides = {}): Promise<App> {
+export async function createApp(given: Config, overrides: AppOverrides = {}): Promise<App> {
   // The docker and swarm drivers need an engine (swarm: a manager, and a registry): without one, fail
   // before anything is opened or started.
-  const onEngine = (config.driver === "docker" || config.driver === "swarm") && !overrides.driver;
-  const engine = onEngine ? await dockerEngine(config.driver) : undefined;
-  if (engine && config.driver === "swarm") await checkSwarm(engine, config);
-  mkdirSync(config.dataDir, { recursive: true, mode: 0o711 });
-  // 0711: others may traverse (sandboxed instances run as their own uid and reach their artifact folder
-  // through it) but not list it; the token and the database inside are 0600.
-  chmodSync(config.dataDir, 0o711);
+  const onEngine = (given.driver === "docker" || given.driver === "swarm") && !overrides.driver;
+  const engine = onEngine ? await dockerEngine(given.driver) : undefined;
+  if (engine && given.driver === "swarm") await checkSwarm(engine, given);
+  // One daemon per data dir, reachable by sandboxed uids (src/app-data-dir.ts): before anything in it is
+  // read or changed, so a refused start changes nothing.
+  const dataDir = claimDataDir(given.dataDir, given.templatesDir);
+  const config: Config =
+    dataDir.templatesDir === given.templatesDir
+      ? given
+      : Object.freeze({ ...given, templatesDir: dataDir.templatesDir });
   const logger = overrides.logger ?? createLogger(config.logLevel);
   const clock = overrides.clock ?? systemClock;
   const { token, tokenFile } = ensureToken(config);
@@ -348,10 +353,14 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     tokenFile,
     logger,
     async listen() {
-      await fastify.listen({ port: config.port, host: config.host });
+      await listenOrExplain(gatewayListener(config), () =>
+        fastify.listen({ port: config.port, host: config.host }),
+      );
       const address = server.address() as AddressInfo;
       const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
-      return `http://${host}:${address.port}`;
+      const url = `http://${host}:${address.port}`;
+      dataDir.announce({ gateway: url });
+      return url;
     },
     async close() {
       if (closed) return;
@@ -370,6 +379,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
       await recorder.close();
       logs.close();
       store.close();
+      dataDir.release();
     },
   };
 }

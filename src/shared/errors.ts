@@ -49,6 +49,9 @@ export const ERRORS = {
   SWARM_UNAVAILABLE: { status: 503, title: "The engine is not a Docker Swarm manager" },
   REGISTRY_UNAVAILABLE: { status: 502, title: "The image registry cannot be used" },
   DAEMON_UNREACHABLE: { status: 503, title: "The funcd daemon cannot be reached" },
+  PORT_IN_USE: { status: 500, title: "The daemon cannot listen on its port" },
+  DATA_DIR_LOCKED: { status: 500, title: "Another funcd daemon uses this data dir" },
+  DATA_DIR_UNREACHABLE: { status: 500, title: "Sandboxed functions cannot reach the data dir" },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;
