@@ -389,7 +389,7 @@ export class DependencyCache {
     }
     if (uid !== undefined) {
       // The install uid must walk from / to its folders inside the data dir (which is 0700 root's).
-      this.#access ??= new UidAccess(this.#o.logger);
+      this.#access ??= new UidAccess(this.#o.logger, [path.dirname(this.#o.root), this.#o.cacheDir]);
       await chmod(this.#o.root, 0o711);
       await chmod(this.#o.cacheDir, 0o711);
       await this.#access.makeSearchable([this.#o.root, this.#o.cacheDir]);
