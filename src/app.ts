@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
@@ -8,11 +8,12 @@ import { promisify } from "node:util";
 import Fastify, { type FastifyBaseLogger, LogController } from "fastify";
 import { Pool } from "undici";
 import { isControlPath, registerApi } from "./api/index.js";
+import { claimDataDir } from "./app-data-dir.js";
 import { createDockerParts } from "./app-docker.js";
 import { ArtifactCache } from "./builder/artifacts.js";
 import { DependencyCache } from "./builder/dependencies.js";
 import { RuntimeRegistry } from "./builder/runtimes.js";
-import { type Config, PACKAGE_ROOT } from "./config/config.js";
+import { type Config, gatewayListener, PACKAGE_ROOT } from "./config/config.js";
 import { Applier } from "./deploy/apply.js";
 import { Deployer } from "./deploy/deployer.js";
 import type { FunctionSpec } from "./deploy/spec.js";
@@ -22,6 +23,7 @@ import { ProcessDriver } from "./drivers/process/index.js";
 import { resolveInterpreter } from "./drivers/process/interpreter.js";
 import { isRoot, uidFor } from "./drivers/process/sandbox.js";
 import { SecretsDriver } from "./drivers/secrets/secrets-driver.js";
+import { handleExpectations, sendContinue } from "./gateway/expect.js";
 import { Gateway } from "./gateway/gateway.js";
 import { RouteTable } from "./gateway/routes.js";
 import { ExecutionRecorder } from "./observability/executions.js";
@@ -33,6 +35,7 @@ import { Fleet } from "./scaler/fleet.js";
 import { PooledDriver, supportsPool } from "./scaler/pool.js";
 import { type Clock, systemClock } from "./shared/clock.js";
 import { FuncdError, isFuncdError, messageOf } from "./shared/errors.js";
+import { listenOrExplain } from "./shared/listen.js";
 import { createLogger, type Logger } from "./shared/logger.js";
 import { openSqliteStore } from "./store/sqlite/index.js";
 import type { Store } from "./store/types.js";
@@ -69,13 +72,16 @@ export interface App {
  * The composition root: wires store, driver, fleet, gateway and API from a
  * config. Listening is separate (`listen`) so tests can build an app in-process.
  */
-export async function createApp(config: Config, overrides: AppOverrides = {}): Promise<App> {
+export async function createApp(given: Config, overrides: AppOverrides = {}): Promise<App> {
   // The docker driver needs an engine: without one, fail before anything is opened or started.
-  const engine = config.driver === "docker" && !overrides.driver ? await dockerEngine() : undefined;
-  mkdirSync(config.dataDir, { recursive: true, mode: 0o711 });
-  // 0711: others may traverse (sandboxed instances run as their own uid and reach their artifact folder
-  // through it) but not list it; the token and the database inside are 0600.
-  chmodSync(config.dataDir, 0o711);
+  const engine = given.driver === "docker" && !overrides.driver ? await dockerEngine() : undefined;
+  // One daemon per data dir, reachable by sandboxed uids (src/app-data-dir.ts): before anything in it is
+  // read or changed, so a refused start changes nothing.
+  const dataDir = claimDataDir(given.dataDir, given.templatesDir);
+  const config: Config =
+    dataDir.templatesDir === given.templatesDir
+      ? given
+      : Object.freeze({ ...given, templatesDir: dataDir.templatesDir });
   const logger = overrides.logger ?? createLogger(config.logLevel);
   const clock = overrides.clock ?? systemClock;
   const { token, tokenFile } = ensureToken(config);
@@ -253,14 +259,21 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     logController: new LogController({ disableRequestLogging: true }),
     // Code arrives base64 inside JSON: a third larger than the archive it carries.
     bodyLimit: Math.ceil(config.maxCodeBytes * 1.4) + 1024 * 1024,
-    serverFactory: (handler) =>
-      http.createServer((req, res) => {
+    serverFactory: (handler) => {
+      const dispatch = (req: http.IncomingMessage, res: http.ServerResponse) => {
         const url = req.url ?? "/";
         const q = url.indexOf("?");
         const pathname = q === -1 ? url : url.slice(0, q);
-        if (isControlPath(pathname)) handler(req, res);
-        else gateway.handle(req, res);
-      }),
+        if (isControlPath(pathname)) {
+          // The API reads bodies as soon as it gets them: a client waiting for 100 Continue may send now.
+          sendContinue(req, res);
+          handler(req, res);
+        } else gateway.handle(req, res);
+      };
+      const server = http.createServer(dispatch);
+      handleExpectations(server, dispatch);
+      return server;
+    },
   });
   await registerApi(fastify, {
     store,
@@ -331,10 +344,14 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     tokenFile,
     logger,
     async listen() {
-      await fastify.listen({ port: config.port, host: config.host });
+      await listenOrExplain(gatewayListener(config), () =>
+        fastify.listen({ port: config.port, host: config.host }),
+      );
       const address = server.address() as AddressInfo;
       const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
-      return `http://${host}:${address.port}`;
+      const url = `http://${host}:${address.port}`;
+      dataDir.announce({ gateway: url });
+      return url;
     },
     async close() {
       if (closed) return;
@@ -353,6 +370,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
       await recorder.close();
       logs.close();
       store.close();
+      dataDir.release();
     },
   };
 }

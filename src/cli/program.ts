@@ -56,7 +56,7 @@ Examples:
 
 The daemon is found at --url, FUNCD_URL or http://127.0.0.1:8080; the API token is FUNCD_TOKEN,
 else the file <data dir>/token the daemon writes (data dir: --data-dir, FUNCD_DATA_DIR,
-$XDG_DATA_HOME/funcd or ~/.local/share/funcd).`;
+$XDG_DATA_HOME/funcd, ~/.local/share/funcd, or /var/lib/funcd for root).`;
 
 /** The whole `funcd` command tree; `deps` is the outside world (tests pass their own). */
 export function buildProgram(deps: CliDeps): Command {

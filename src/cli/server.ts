@@ -1,9 +1,10 @@
 import path from "node:path";
 import type { Command } from "commander";
 import type { App } from "../app.js";
-import { loadConfig } from "../config/config.js";
+import { gatewayListener, loadConfig } from "../config/config.js";
 import { DeployRequestSchema } from "../deploy/spec.js";
 import { FuncdError, messageOf } from "../shared/errors.js";
+import { probeListen } from "../shared/listen.js";
 import { packFolder } from "./pack.js";
 import { readStack } from "./stack.js";
 
@@ -46,10 +47,19 @@ export function registerServer(program: Command): void {
         },
         ...(flags.config ? { file: flags.config } : {}),
       });
+      // A busy port fails before any work (the listen itself reports it the same way if it is taken later).
+      await probeListen(gatewayListener(config));
       // Loaded here, not at the top: every other verb would otherwise pay for loading the whole daemon.
       const { createApp } = await import("../app.js");
       const app = await createApp(config);
-      const url = await app.listen();
+      let url: string;
+      try {
+        url = await app.listen();
+      } catch (err) {
+        // A busy port: stop what createApp started (instances, pool, timers), then report; main.ts exits.
+        await closeWithin(app, 10_000);
+        throw err;
+      }
       const print = (line = "") => process.stdout.write(`${line}\n`);
       print();
       print(`funcd ${url}`);
@@ -114,6 +124,18 @@ async function deployStack(
     }
   }
   print();
+}
+
+/** Closes the app, giving up after `ms`: a start-up failure must end the process, not hang it. */
+async function closeWithin(app: App, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    app.close().catch((err: unknown) => app.logger.error({ err }, "closing after a failed start failed")),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ms);
+    }),
+  ]);
+  clearTimeout(timer);
 }
 
 /**

@@ -6,14 +6,13 @@ import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { parseDuration } from "../shared/duration.js";
 import { FuncdError } from "../shared/errors.js";
+import type { ListenerSetting } from "../shared/listen.js";
+import { defaultDataDir } from "./data-dir.js";
+
+export { defaultDataDir, ROOT_DATA_DIR } from "./data-dir.js";
 
 /** The package root: dist/config/ and src/config/ both sit two levels below it. */
 export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
-
-function defaultDataDir(env: NodeJS.ProcessEnv): string {
-  const base = env.XDG_DATA_HOME || path.join(os.homedir(), ".local", "share");
-  return path.join(base, "funcd");
-}
 
 const MiB = 1024 * 1024;
 
@@ -169,9 +168,14 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     const problems = parsed.error.issues.map(
       (i) => `${i.path.join(".") || "(root)"} (${envName(String(i.path[0] ?? ""))}): ${i.message}`,
     );
-    throw new FuncdError("CONFIG_INVALID", `Invalid configuration:\n  ${problems.join("\n  ")}`, {
-      extra: { errors: problems },
-    });
+    // The list goes in `errors` only: the CLI prints it under the title, and a detail holding it too
+    // printed every problem twice.
+    const count = problems.length === 1 ? "1 setting is" : `${problems.length} settings are`;
+    throw new FuncdError(
+      "CONFIG_INVALID",
+      `${count} not valid (set by a flag, a FUNCD_* variable or the config file${file ? ` ${file}` : ""}):`,
+      { extra: { errors: problems } },
+    );
   }
   const config = { ...parsed.data, dataDir: path.resolve(parsed.data.dataDir) };
   return Object.freeze(config);
@@ -190,4 +194,15 @@ function readConfigFile(file: string): Record<string, unknown> {
     throw new FuncdError("CONFIG_INVALID", `Config file ${file} must hold a mapping of settings`);
   }
   return value as Record<string, unknown>;
+}
+
+/** The gateway/API listener's address and the settings that choose it, for start-up problems. */
+export function gatewayListener(config: Config): ListenerSetting {
+  return {
+    what: "the gateway and API",
+    host: config.host,
+    port: config.port,
+    flag: "--port",
+    env: "FUNCD_PORT",
+  };
 }

@@ -1,7 +1,6 @@
 import { EventEmitter } from "node:events";
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
 import { type Readable, Transform } from "node:stream";
-import { errors as undiciErrors } from "undici";
 import type { ExecutionRecorder } from "../observability/executions.js";
 import type { DaemonMetrics } from "../observability/metrics.js";
 import type { Fleet, Lease } from "../scaler/fleet.js";
@@ -10,8 +9,10 @@ import { FuncdError, messageOf } from "../shared/errors.js";
 import { timeOrderedId } from "../shared/ids.js";
 import type { Logger } from "../shared/logger.js";
 import type { ExecutionOutcome } from "../store/types.js";
+import { sendContinue } from "./expect.js";
 import { sendProblem } from "./problem.js";
 import type { RouteMatch, RouteTable } from "./routes.js";
+import { classifyHopError, hopError } from "./upstream-errors.js";
 
 export interface GatewayOptions {
   routes: RouteTable;
@@ -75,9 +76,14 @@ export interface Delivered {
   durationMs: number;
 }
 
-/** Hop-by-hop headers (RFC 9110 §7.6.1) are for one connection, not to be forwarded. */
+/**
+ * Hop-by-hop headers (RFC 9110 §7.6.1) are for one connection, not to be forwarded — nor is `Expect`,
+ * which the gateway answers itself (src/gateway/expect.ts) and undici refuses to send. Headers the
+ * `Connection` header names are dropped too ({@link forwardHeaders}).
+ */
 const HOP_BY_HOP = new Set([
   "connection",
+  "expect",
   "keep-alive",
   "proxy-connection",
   "transfer-encoding",
@@ -144,6 +150,7 @@ export class Gateway {
       return;
     }
     if (async && this.#o.asyncIntake) {
+      sendContinue(req, res);
       this.#o.asyncIntake.accept(req, res, { match, search, requestId, executionId });
       return;
     }
@@ -192,6 +199,8 @@ export class Gateway {
     const limit = this.#o.maxBodyBytes;
     let overLimit = false;
     const hasBody = req.method !== "GET" && req.method !== "HEAD";
+    // An instance is ready for this request: a client waiting for `100 Continue` may send its body now.
+    sendContinue(req, res);
     const body = hasBody
       ? req.pipe(
           new Transform({
@@ -245,7 +254,7 @@ export class Gateway {
     } catch (err) {
       const error = overLimit
         ? releaseAfter(lease, tooLarge(requestBytes, limit), outcome)
-        : await this.#failed(err, lease, name, timeoutMs, outcome);
+        : await this.#failed(err, lease, name, timeoutMs, outcome, clientFailed(req));
       this.#finish(req, res, name, started, ids, lease, false, { error, requestBytes });
     } finally {
       res.off("close", onClose);
@@ -280,7 +289,7 @@ export class Gateway {
       const answer = await upstream.request({
         method: d.method as "GET",
         path: d.path,
-        headers: d.headers,
+        headers: withoutHopByHop(d.headers),
         body: d.body,
         ...(d.cancel ? { signal: d.cancel } : {}),
         headersTimeout: timeoutMs + SILENCE_GRACE_MS,
@@ -351,20 +360,31 @@ export class Gateway {
     };
   }
 
-  /** Classifies a failed hop, releases the lease accordingly (kill a silent instance, drop a dead one). */
+  /**
+   * Classifies a failed hop (src/gateway/upstream-errors.ts) and releases the lease accordingly: kill a
+   * silent instance, drop one whose connection broke, leave it alone for anything the request caused.
+   */
   async #failed(
     err: unknown,
     lease: Lease,
     name: string,
     timeoutMs: number,
     outcome: { recycle?: boolean } = {},
+    requestFailed = false,
   ): Promise<FuncdError> {
+    if (err instanceof FuncdError) {
+      lease.release(outcome);
+      return err;
+    }
     const instanceId = lease.instance.id;
-    const error = this.#upstreamError(err, name, instanceId, timeoutMs);
-    if (error.code === "GATEWAY_TIMEOUT") lease.release({ kill: true });
-    else if (error.code === "FUNCTION_CRASHED") lease.release({ broken: true });
+    const failure = classifyHopError(err, requestFailed);
+    const error = hopError(failure, err, name, instanceId, timeoutMs);
+    if (failure === "timeout") lease.release({ kill: true });
+    else if (failure === "crashed") lease.release({ broken: true });
     else lease.release(outcome);
-    return error.code === "FUNCTION_CRASHED" ? this.#explainCrash(error, name, instanceId) : error;
+    if (failure === "internal" || failure === "bad-answer")
+      this.#o.logger.warn({ err, function: name, instance: instanceId, failure }, "proxy hop failed");
+    return failure === "crashed" ? this.#explainCrash(error, name, instanceId) : error;
   }
 
   /** Waits briefly for the instance's exit report so the answer can say OOMKilled rather than "crashed". */
@@ -386,29 +406,6 @@ export class Gateway {
       {
         extra: { reason: exit.reason },
       },
-    );
-  }
-
-  #upstreamError(err: unknown, name: string, instanceId: string, timeoutMs: number): FuncdError {
-    if (err instanceof FuncdError) return err;
-    if (err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError) {
-      return new FuncdError(
-        "GATEWAY_TIMEOUT",
-        `Function "${name}" did not answer within its ${timeoutMs} ms timeout; instance ${instanceId} was stopped`,
-      );
-    }
-    // The client going away is not the instance's fault: no crash, no retirement.
-    if (
-      err instanceof ClientGone ||
-      err instanceof undiciErrors.RequestAbortedError ||
-      (err as Error).name === "AbortError" ||
-      (err as NodeJS.ErrnoException).code === "ERR_STREAM_PREMATURE_CLOSE"
-    ) {
-      return new FuncdError("BAD_REQUEST", "The client closed the request");
-    }
-    return new FuncdError(
-      "FUNCTION_CRASHED",
-      `Function "${name}" closed the connection before answering (instance ${instanceId} crashed or exited): ${messageOf(err)}`,
     );
   }
 
@@ -523,8 +520,9 @@ export function forwardHeaders(
   remote: string | undefined,
 ): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
+  const named = connectionNamed(incoming.connection);
   for (const [key, value] of Object.entries(incoming)) {
-    if (value === undefined || HOP_BY_HOP.has(key) || key.startsWith("x-funcd-")) continue;
+    if (value === undefined || HOP_BY_HOP.has(key) || named?.has(key) || key.startsWith("x-funcd-")) continue;
     out[key] = value;
   }
   out["x-request-id"] = requestId;
@@ -542,11 +540,37 @@ function responseHeaders(
   headers: Record<string, string | string[] | undefined>,
 ): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
+  const named = connectionNamed(headers.connection);
   for (const [key, value] of Object.entries(headers)) {
-    if (value === undefined || HOP_BY_HOP.has(key) || key === "x-funcd-recycle") continue;
+    if (value === undefined || HOP_BY_HOP.has(key) || named?.has(key) || key === "x-funcd-recycle") continue;
     out[key] = value;
   }
   return out;
+}
+
+/** Headers a queued delivery carries, minus any hop-by-hop one (records written before they were dropped). */
+function withoutHopByHop(headers: Record<string, string | string[]>): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const [key, value] of Object.entries(headers)) {
+    if (!HOP_BY_HOP.has(key.toLowerCase())) out[key] = value;
+  }
+  return out;
+}
+
+/** The header names a `Connection` header lists: hop-by-hop for this connection only (RFC 9110 §7.6.1). */
+function connectionNamed(value: string | string[] | undefined): Set<string> | undefined {
+  if (value === undefined) return undefined;
+  const names = new Set<string>();
+  for (const part of (Array.isArray(value) ? value.join(",") : value).split(",")) {
+    const name = part.trim().toLowerCase();
+    if (name) names.add(name);
+  }
+  return names;
+}
+
+/** The client's side of the hop failed (its connection broke, its body errored): not the instance's doing. */
+function clientFailed(req: IncomingMessage): boolean {
+  return req.errored !== null || (req.destroyed && !req.complete);
 }
 
 /**

@@ -25,6 +25,7 @@ export const ERRORS = {
   SECRET_IN_USE: { status: 409, title: "Secret in use" },
   PAYLOAD_TOO_LARGE: { status: 413, title: "Payload too large" },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: "Unsupported media type" },
+  EXPECTATION_FAILED: { status: 417, title: "Expectation not supported" },
   DEPLOY_FAILED: { status: 422, title: "Deploy failed" },
   HANDLER_LOAD_FAILED: { status: 422, title: "The handler could not be loaded" },
   QUEUE_FULL: { status: 429, title: "Too many requests waiting" },
@@ -46,6 +47,9 @@ export const ERRORS = {
   IMAGE_NOT_FOUND: { status: 404, title: "Image not found" },
   IMAGE_IN_USE: { status: 409, title: "Image in use" },
   DAEMON_UNREACHABLE: { status: 503, title: "The funcd daemon cannot be reached" },
+  PORT_IN_USE: { status: 500, title: "The daemon cannot listen on its port" },
+  DATA_DIR_LOCKED: { status: 500, title: "Another funcd daemon uses this data dir" },
+  DATA_DIR_UNREACHABLE: { status: 500, title: "Sandboxed functions cannot reach the data dir" },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;

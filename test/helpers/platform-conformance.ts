@@ -6,9 +6,17 @@
  * entry with its reason.
  */
 import { randomBytes } from "node:crypto";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Daemon, nodeFunction, removeDir, startDaemon } from "./daemon.js";
+import { abandonUpload, curlUpload, rawRequest } from "./raw-http.js";
+
+/** Answers "<boot id> <body length>": the boot id changes when the instance is replaced. */
+const BODY_LENGTH =
+  "const boot = Math.random().toString(36).slice(2); module.exports = { main: (e) => boot + ' ' + String(e.data).length };";
 
 export type PlatformCase =
   | "deploy and invoke"
@@ -17,7 +25,9 @@ export type PlatformCase =
   | "crash recovery"
   | "memory limit"
   | "logs"
-  | "delete";
+  | "delete"
+  | "Expect: 100-continue"
+  | "nothing a client sends crashes an instance";
 
 export interface PlatformConformanceOptions {
   /** The suite's title, e.g. "process driver". */
@@ -195,6 +205,110 @@ export function runPlatformConformance(options: PlatformConformanceOptions): voi
       expect((await daemon.call("GET", `/function/${name}`)).status).toBe(404);
       expect((await daemon.api("GET", `/api/v1/functions/${name}`)).status).toBe(404);
       await options.afterDelete?.(daemon, name);
+    });
+
+    test("Expect: 100-continue", async () => {
+      const name = fn("expect");
+      await deploy(name, BODY_LENGTH);
+      const first = await daemon.call("POST", `/function/${name}`, "x", { "content-type": "text/plain" });
+      expect(first.status).toBe(200);
+      const [boot] = first.text.split(" ");
+      const instances = (await view(name)).instances.map((i) => i.instanceId);
+
+      // curl adds `Expect: 100-continue` by itself to an upload over 1 MiB.
+      const dir = mkdtempSync(path.join(os.tmpdir(), "funcd-expect-"));
+      const file = path.join(dir, "big.txt");
+      writeFileSync(file, "a".repeat(2 * 1024 * 1024));
+      const curled = await curlUpload(`${daemon.url}/function/${name}`, file, {
+        "content-type": "text/plain",
+      });
+      removeDir(dir);
+      expect(curled.trace).toMatch(/^> Expect: 100-continue/im);
+      expect(curled.trace).toMatch(/^< HTTP\/1\.1 100 Continue/im);
+      expect(curled.status).toBe(200);
+      expect(curled.body).toBe(`${boot} ${2 * 1024 * 1024}`);
+
+      // By hand: the head alone, the body only once the gateway said 100 Continue.
+      const raw = await rawRequest(daemon.url, {
+        method: "POST",
+        path: `/function/${name}`,
+        headers: { "content-type": "text/plain", expect: "100-continue" },
+        body: Buffer.from("hello"),
+        waitForContinue: true,
+      });
+      expect(raw.interim).toEqual([100]);
+      expect(raw.status).toBe(200);
+      expect(raw.body).toBe(`${boot} 5`);
+
+      // An expectation the gateway cannot meet: 417, and the function never sees the request.
+      const unknown = await rawRequest(daemon.url, {
+        method: "POST",
+        path: `/function/${name}`,
+        headers: { "content-type": "text/plain", expect: "something-else" },
+        body: Buffer.from("hello"),
+      });
+      expect(unknown.status).toBe(417);
+      expect(unknown.headers["content-type"]).toBe("application/problem+json");
+      expect(JSON.parse(unknown.body)).toMatchObject({ status: 417 });
+
+      // The same instance served everything: nothing crashed, nothing was replaced.
+      const after = await daemon.call("POST", `/function/${name}`, "xy", { "content-type": "text/plain" });
+      expect(after.text).toBe(`${boot} 2`);
+      const now = await view(name);
+      expect(now.instances.map((i) => i.instanceId)).toEqual(instances);
+      expect(now.lastExit).toBeNull();
+    });
+
+    test("nothing a client sends crashes an instance", async () => {
+      const name = fn("headers");
+      await deploy(
+        name,
+        "const boot = Math.random().toString(36).slice(2); module.exports = { main: (e) => ({ boot, headers: e.headers }) };",
+      );
+      const first = await daemon.call("GET", `/function/${name}`);
+      expect(first.status).toBe(200);
+      const { boot } = first.json<{ boot: string }>();
+      // Hop-by-hop headers (and those Connection names) are for the gateway's connection, never the instance's.
+      const hop = await rawRequest(daemon.url, {
+        method: "POST",
+        path: `/function/${name}`,
+        headers: {
+          "content-type": "text/plain",
+          expect: "100-continue",
+          "keep-alive": "timeout=5",
+          te: "trailers",
+          "x-private-hop": "1",
+          "x-kept": "yes",
+          Connection: "x-private-hop",
+        },
+        body: Buffer.from("hi"),
+        waitForContinue: true,
+      });
+      expect(hop.status).toBe(200);
+      const seen = JSON.parse(hop.body) as { boot: string; headers: Record<string, string> };
+      expect(seen.boot).toBe(boot);
+      expect(seen.headers["x-kept"]).toBe("yes");
+      for (const h of ["expect", "keep-alive", "te", "x-private-hop"])
+        expect(seen.headers[h]).toBeUndefined();
+
+      // A client that gives up halfway through its upload: its request fails, the instance stays.
+      const requestId = `abandoned-${run}`;
+      await abandonUpload(daemon.url, {
+        path: `/function/${name}`,
+        headers: { "content-type": "text/plain", "x-request-id": requestId, expect: "100-continue" },
+        declared: 100_000,
+        sent: 1000,
+      });
+      await eventually(async () => {
+        const page = await daemon.api("GET", `/api/v1/executions?function=${name}&limit=20`);
+        const records = page.json<{ items: { requestId: string; outcome: string }[] }>().items;
+        const record = records.find((r) => r.requestId === requestId);
+        expect(record).toBeDefined();
+        expect(record?.outcome).not.toBe("crashed");
+      });
+      const now = await view(name);
+      expect(now.lastExit).toBeNull();
+      expect((await daemon.call("GET", `/function/${name}`)).json<{ boot: string }>().boot).toBe(boot);
     });
   });
 }
