@@ -76,7 +76,8 @@ export async function startDaemon({ nodeArgs = [], env = {}, startTimeoutMs = 30
       onStdout: (d) => {
         stdout += d;
         const m = /^funcd (http:\/\/\S+)$/m.exec(stdout);
-        if (m) announced(m[1]);
+        const admin = /^ {2}admin +(http:\/\/\S+)/m.exec(stdout);
+        if (m && admin) announced([m[1], admin[1]]);
       },
     },
   );
@@ -84,6 +85,8 @@ export async function startDaemon({ nodeArgs = [], env = {}, startTimeoutMs = 30
     pid: child.pid,
     dataDir,
     url: "",
+    /** The admin listener (console, API, docs); the API answers Bearer clients on `url` too. */
+    adminUrl: "",
     token: "",
     output: () => child.output(),
     /** Resolves when the daemon process has exited. */
@@ -100,7 +103,7 @@ export async function startDaemon({ nodeArgs = [], env = {}, startTimeoutMs = 30
         throw new Error(`funcd server did not listen within ${startTimeoutMs} ms:\n${child.output()}`);
       }),
     ]);
-    daemon.url = started;
+    [daemon.url, daemon.adminUrl] = started;
     daemon.token = readFileSync(path.join(dataDir, "token"), "utf8").trim();
   } catch (err) {
     await daemon.stop();

@@ -9,6 +9,7 @@ import { readStack } from "./stack.js";
 
 interface ServerFlags {
   port?: string;
+  adminPort?: string;
   host?: string;
   dataDir?: string;
   sandbox?: string;
@@ -26,6 +27,10 @@ export function registerServer(program: Command): void {
     .alias("start")
     .description("Run the funcd daemon (process or docker driver + SQLite in the data dir)")
     .option("-p, --port <port>", "port to listen on (FUNCD_PORT, default 8080)")
+    .option(
+      "--admin-port <port>",
+      "port of the admin listener: console, API, docs (FUNCD_ADMIN_PORT, default port + 1)",
+    )
     .option("--host <host>", "address to bind (FUNCD_HOST, default 127.0.0.1)")
     .option("--driver <driver>", "process | docker: where instances run (FUNCD_DRIVER, default process)")
     .option("--sandbox <mode>", "auto | bwrap | none (FUNCD_SANDBOX)")
@@ -37,6 +42,7 @@ export function registerServer(program: Command): void {
       const config = loadConfig({
         flags: {
           port: flags.port,
+          adminPort: flags.adminPort,
           host: flags.host,
           dataDir: flags.dataDir,
           sandbox: flags.sandbox,
@@ -49,14 +55,16 @@ export function registerServer(program: Command): void {
       // Loaded here, not at the top: every other verb would otherwise pay for loading the whole daemon.
       const { createApp } = await import("../app.js");
       const app = await createApp(config);
-      const url = await app.listen();
+      const { url, adminUrl } = await app.listen();
       const print = (line = "") => process.stdout.write(`${line}\n`);
       print();
       print(`funcd ${url}`);
       print(`  invoke     ${url}/function/<name>`);
-      print(`  API        ${url}/api/v1   (token: ${app.tokenFile ?? "from FUNCD_TOKEN"})`);
-      print(`  API docs   ${url}/api/docs`);
-      print(`  dashboard  ${url}/ui/`);
+      print(`  admin      ${adminUrl}   (console, API, docs: an origin no function serves from)`);
+      print(`  console    ${adminUrl}/ui/`);
+      print(`  API        ${adminUrl}/api/v1   (token: ${app.tokenFile ?? "from FUNCD_TOKEN"})`);
+      print(`             ${url}/api/v1   (the same API for Bearer clients: the CLI, curl)`);
+      print(`  API docs   ${adminUrl}/api/docs`);
       print(`  metrics    ${url}/metrics`);
       print(`  data dir   ${config.dataDir}`);
       print();
