@@ -29,6 +29,19 @@ describe("config", () => {
     expect(config.dataDir).toBe(dir);
   });
 
+  it("puts the admin listener on port + 1 unless told otherwise, and on a free port when port is 0", () => {
+    const env = { FUNCD_DATA_DIR: "/tmp/x" };
+    expect(loadConfig({ env }).adminPort).toBe(8081);
+    expect(loadConfig({ env, flags: { port: "9000" } }).adminPort).toBe(9001);
+    expect(loadConfig({ env, flags: { port: "0" } }).adminPort).toBe(0);
+    expect(loadConfig({ env: { ...env, FUNCD_ADMIN_PORT: "7777" } }).adminPort).toBe(7777);
+    expect(loadConfig({ env, flags: { port: "9000", adminPort: "0" } }).adminPort).toBe(0);
+    expect(() => loadConfig({ env, flags: { port: "9000", adminPort: "9000" } })).toThrow(
+      /adminPort \(FUNCD_ADMIN_PORT\).*port of its own/,
+    );
+    expect(() => loadConfig({ env, flags: { port: "65535" } })).toThrow(/--admin-port/);
+  });
+
   it("lists every problem at once with the variable to fix", () => {
     expect(() =>
       loadConfig({ env: { FUNCD_PORT: "http", FUNCD_SANDBOX: "chroot", FUNCD_DATA_DIR: "/tmp/x" } }),
