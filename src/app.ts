@@ -1,27 +1,30 @@
 import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import type http from "node:http";
 import path from "node:path";
 import { promisify } from "node:util";
 import Fastify, { type FastifyBaseLogger, LogController } from "fastify";
 import { Pool } from "undici";
 import { registerApi } from "./api/index.js";
+import { claimDataDir } from "./app-data-dir.js";
 import { createDockerParts } from "./app-docker.js";
 import { createAdminServer, createGatewayServer, listenOn, originOf, urlOf } from "./app-listeners.js";
 import { ArtifactCache } from "./builder/artifacts.js";
 import { DependencyCache } from "./builder/dependencies.js";
 import { RuntimeRegistry } from "./builder/runtimes.js";
-import { type Config, PACKAGE_ROOT } from "./config/config.js";
+import { adminListener, type Config, gatewayListener, PACKAGE_ROOT } from "./config/config.js";
 import { dashboardRoutes } from "./dashboard/routes.js";
+import { Applier } from "./deploy/apply.js";
 import { Deployer } from "./deploy/deployer.js";
 import type { FunctionSpec } from "./deploy/spec.js";
-import { connectEngine } from "./drivers/docker/engine.js";
+import { connectEngine, type Engine } from "./drivers/common/engine.js";
 import type { Driver, InstanceAddress } from "./drivers/driver.js";
 import { ProcessDriver } from "./drivers/process/index.js";
 import { resolveInterpreter } from "./drivers/process/interpreter.js";
 import { isRoot, uidFor } from "./drivers/process/sandbox.js";
 import { SecretsDriver } from "./drivers/secrets/secrets-driver.js";
+import { assertSwarmManager } from "./drivers/swarm/index.js";
 import { Gateway } from "./gateway/gateway.js";
 import { RouteTable } from "./gateway/routes.js";
 import { ExecutionRecorder } from "./observability/executions.js";
@@ -33,6 +36,7 @@ import { Fleet } from "./scaler/fleet.js";
 import { PooledDriver, supportsPool } from "./scaler/pool.js";
 import { type Clock, systemClock } from "./shared/clock.js";
 import { FuncdError, isFuncdError, messageOf } from "./shared/errors.js";
+import { listenOrExplain } from "./shared/listen.js";
 import { createLogger, type Logger } from "./shared/logger.js";
 import { openSqliteStore } from "./store/sqlite/index.js";
 import type { Store } from "./store/types.js";
@@ -72,25 +76,37 @@ export interface App {
  * The composition root: wires store, driver, fleet, gateway and API from a
  * config. Listening is separate (`listen`) so tests can build an app in-process.
  */
-export async function createApp(config: Config, overrides: AppOverrides = {}): Promise<App> {
-  // The docker driver needs an engine: without one, fail before anything is opened or started.
-  const engine = config.driver === "docker" && !overrides.driver ? await dockerEngine() : undefined;
-  mkdirSync(config.dataDir, { recursive: true, mode: 0o711 });
-  // 0711: others may traverse (sandboxed instances run as their own uid and reach their artifact folder
-  // through it) but not list it; the token and the database inside are 0600.
-  chmodSync(config.dataDir, 0o711);
+export async function createApp(given: Config, overrides: AppOverrides = {}): Promise<App> {
+  // The docker and swarm drivers need an engine (swarm: a manager, and a registry): without one, fail
+  // before anything is opened or started.
+  const onEngine = (given.driver === "docker" || given.driver === "swarm") && !overrides.driver;
+  const engine = onEngine ? await dockerEngine(given.driver) : undefined;
+  if (engine && given.driver === "swarm") await checkSwarm(engine, given);
+  // One daemon per data dir, reachable by sandboxed uids (src/app-data-dir.ts): before anything in it is
+  // read or changed, so a refused start changes nothing.
+  const dataDir = claimDataDir(given.dataDir, given.templatesDir);
+  const config: Config =
+    dataDir.templatesDir === given.templatesDir
+      ? given
+      : Object.freeze({ ...given, templatesDir: dataDir.templatesDir });
   const logger = overrides.logger ?? createLogger(config.logLevel);
   const clock = overrides.clock ?? systemClock;
   const { token, tokenFile } = ensureToken(config);
+  const metrics = new DaemonMetrics();
   const store =
     overrides.store ??
-    openSqliteStore(path.join(config.dataDir, "funcd.db"), { logsPerFunction: config.logsPerFunction });
-  const metrics = new DaemonMetrics();
+    openSqliteStore(path.join(config.dataDir, "funcd.db"), {
+      logsPerFunction: config.logsPerFunction,
+      onLockWait: metrics.observeLockWait,
+    });
   const logs = new LogHub(store.logs, clock, { logger });
   // With the SQLite store of the data dir, sync records are written on a thread of their own.
   const executionSink = overrides.store
     ? store.executions
-    : new WorkerExecutionSink(path.join(config.dataDir, "funcd.db"), logger);
+    : new WorkerExecutionSink(path.join(config.dataDir, "funcd.db"), logger, {
+        onLockWait: metrics.observeLockWait,
+        onBusyRetry: (operation) => metrics.storeBusyRetries.inc({ operation }),
+      });
   const recorder = new ExecutionRecorder(executionSink, clock, {
     logger,
     enabled: config.recordExecutions,
@@ -146,15 +162,20 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
   // ── secrets: delivered as read-only files on a tmpfs (and env vars) by a decorator around the driver,
   // inside the pool (which then never specializes a function with secrets).
   const onDocker = baseDriver.name === "docker";
-  const secretsDriver = new SecretsDriver(baseDriver, {
-    key: createHash("sha256").update(config.dataDir).digest("hex").slice(0, 12),
-    logger: logger.child({ component: "secrets" }),
-    // A root daemon's process instances run as their function's uid (sandbox.ts); containers as their image's user.
-    owner: onDocker
-      ? docker.secretOwner
-      : (spec) => (isRoot() ? { uid: uidFor(spec.functionName), gid: uidFor(spec.functionName) } : undefined),
-    traversable: !onDocker && isRoot(),
-  });
+  // The swarm driver delivers secrets itself, as Swarm secrets (a node cannot mount the daemon's tmpfs).
+  const secretsDriver: Driver =
+    baseDriver.name === "swarm"
+      ? baseDriver
+      : new SecretsDriver(baseDriver, {
+          key: createHash("sha256").update(config.dataDir).digest("hex").slice(0, 12),
+          logger: logger.child({ component: "secrets" }),
+          // A root daemon's process instances run as their function's uid (sandbox.ts); containers as their image's user.
+          owner: onDocker
+            ? docker.secretOwner
+            : (spec) =>
+                isRoot() ? { uid: uidFor(spec.functionName), gid: uidFor(spec.functionName) } : undefined,
+          traversable: !onDocker && isRoot(),
+        });
 
   // ── warm pool ──────────────────────────────────────────────────────────────
   // A decorator around the driver: the fleet starts instances through it without knowing about the
@@ -231,6 +252,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     settings: config,
     deliver: (delivery) => gateway.deliver(delivery),
     timeoutOf: (name) => fleet.timeoutOf(name),
+    metrics,
   });
   const gateway: Gateway = new Gateway({
     asyncIntake: asyncInvocations.intake,
@@ -266,6 +288,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     store,
     fleet,
     deployer,
+    applier: new Applier({ store, deployer, runtimes }),
     logs,
     metrics,
     token,
@@ -330,14 +353,17 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     tokenFile,
     logger,
     async listen() {
-      await listenOn(gatewayServer, config.port, config.host);
+      await listenOrExplain(gatewayListener(config), () => listenOn(gatewayServer, config.port, config.host));
       try {
-        await fastify.listen({ port: config.adminPort, host: config.host });
+        await listenOrExplain(adminListener(config), () =>
+          fastify.listen({ port: config.adminPort, host: config.host }),
+        );
       } catch (err) {
         gatewayServer.close();
         throw err;
       }
       const listening = { url: urlOf(gatewayServer), adminUrl: urlOf(adminServer) };
+      dataDir.announce({ gateway: listening.url, admin: listening.adminUrl });
       logger.info(listening, "listening");
       return listening;
     },
@@ -365,6 +391,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
       await recorder.close();
       logs.close();
       store.close();
+      dataDir.release();
     },
   };
 }
@@ -382,8 +409,8 @@ function resolveSecrets(store: Store, names: readonly string[]): Record<string, 
   return values;
 }
 
-/** The engine the docker driver runs on; DOCKER_UNAVAILABLE says what asked for it and what else to do. */
-async function dockerEngine() {
+/** The engine the docker (or swarm) driver runs on; DOCKER_UNAVAILABLE says what asked for it and what else to do. */
+async function dockerEngine(driver: Config["driver"]) {
   try {
     return await connectEngine();
   } catch (err) {
@@ -391,10 +418,21 @@ async function dockerEngine() {
     const why = err.message.replace(/^No Docker engine answers: /, "");
     throw new FuncdError(
       "DOCKER_UNAVAILABLE",
-      `The docker driver (FUNCD_DRIVER=docker) needs a Docker engine: ${why}; or run with --driver process`,
+      `The ${driver} driver (FUNCD_DRIVER=${driver}) needs a Docker engine: ${why}; or run with --driver process`,
       { cause: err, extra: err.extra },
     );
   }
+}
+
+/** The swarm driver's needs: a registry setting, and an engine that manages a swarm (SWARM_UNAVAILABLE). */
+async function checkSwarm(engine: Engine, config: Config): Promise<void> {
+  if (config.registry === undefined) {
+    throw new FuncdError(
+      "CONFIG_INVALID",
+      "The swarm driver needs a registry every node can pull from: set FUNCD_REGISTRY=host:port (or --registry, or `registry:` in the config file); scripts/swarm-lab.sh up prints one",
+    );
+  }
+  await assertSwarmManager(engine);
 }
 
 /** One keep-alive pool per instance; unix socket or TCP. */

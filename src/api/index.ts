@@ -3,8 +3,10 @@ import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import type { FastifyInstance } from "fastify";
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
+import type { Applier } from "../deploy/apply.js";
 import type { DaemonMetrics } from "../observability/metrics.js";
 import { FuncdError } from "../shared/errors.js";
+import { applyRoutes } from "./apply.js";
 import { type AsyncRoutesDeps, asyncRoutes } from "./async.js";
 import { installProblemHandlers } from "./errors.js";
 import { executionRoutes } from "./executions.js";
@@ -22,6 +24,8 @@ export interface ApiDeps extends FunctionRoutesDeps {
   images?: ImagesRouteOptions;
   /** Secrets (`/api/v1/secrets`); without it those routes are absent. */
   secrets?: Omit<SecretRoutesDeps, "store">;
+  /** `POST /api/v1/apply` (Kyma, Kubeless, OpenFaaS and funcd descriptions); without it the route is absent. */
+  applier?: Applier;
 }
 
 /** Paths the control plane answers; everything else is an invocation for the gateway. */
@@ -92,6 +96,7 @@ export async function registerApi(app: FastifyInstance, deps: ApiDeps): Promise<
   );
 
   await app.register(functionRoutes(deps));
+  if (deps.applier) await app.register(applyRoutes(deps.applier));
   await app.register(executionRoutes({ store: deps.store, logs: deps.logs, now: () => Date.now() }));
   if (deps.async) await app.register(asyncRoutes({ store: deps.store, ...deps.async }));
   if (deps.images) await app.register(imageRoutes(deps.images));

@@ -322,7 +322,7 @@ describe("usage and connection errors", () => {
     const r = await funcd(["list", "--url", `http://127.0.0.1:${port}`]);
     expect(r.code).toBe(1);
     expect(r.err).toBe(
-      `Error: Cannot reach the funcd daemon at http://127.0.0.1:${port} — is it running? Start it with \`npm start\` or \`funcd server\`\n`,
+      `Error: Cannot reach the funcd daemon at http://127.0.0.1:${port} (port ${port}) — is it running? Start it with \`npm start\` or \`funcd server\`; if it listens elsewhere, pass --url URL or set FUNCD_URL\n`,
     );
   });
 

@@ -90,7 +90,7 @@ describe("ApiClient", () => {
     expect(error.code).toBe("DAEMON_UNREACHABLE");
     expect(error.exitCode).toBe(1);
     expect(error.detail).toBe(
-      `Cannot reach the funcd daemon at http://127.0.0.1:${port} — is it running? Start it with \`npm start\` or \`funcd server\``,
+      `Cannot reach the funcd daemon at http://127.0.0.1:${port} (port ${port}) — is it running? Start it with \`npm start\` or \`funcd server\`; if it listens elsewhere, pass --url URL or set FUNCD_URL`,
     );
   });
 
@@ -160,7 +160,8 @@ describe("token and data dir", () => {
     expect(resolveDataDir("/flag", { FUNCD_DATA_DIR: "/env" })).toBe("/flag");
     expect(resolveDataDir(undefined, { FUNCD_DATA_DIR: "/env", XDG_DATA_HOME: "/xdg" })).toBe("/env");
     expect(resolveDataDir(undefined, { XDG_DATA_HOME: "/xdg" })).toBe("/xdg/funcd");
-    expect(resolveDataDir(undefined, {}, "/home/u")).toBe("/home/u/.local/share/funcd");
+    expect(resolveDataDir(undefined, {}, "/home/u", 1000)).toBe("/home/u/.local/share/funcd");
+    expect(resolveDataDir(undefined, {}, "/root", 0)).toBe("/var/lib/funcd");
   });
 
   it("prefers FUNCD_TOKEN, else reads <dataDir>/token", async () => {

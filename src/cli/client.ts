@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { request } from "undici";
+import { defaultDataDir } from "../config/data-dir.js";
 import { CliError, cliErrorFromProblem, usageError } from "./errors.js";
 import type { FunctionView, RevisionView } from "./views.js";
 
@@ -9,6 +10,12 @@ import type { FunctionView, RevisionView } from "./views.js";
 export const DEFAULT_URL = "http://127.0.0.1:8080";
 
 type Env = Record<string, string | undefined>;
+
+/** The port a URL reaches, its scheme's default when it names none. */
+function portOf(url: string): string {
+  const parsed = new URL(url);
+  return parsed.port || (parsed.protocol === "https:" ? "443" : "80");
+}
 
 /** `--url`, then `FUNCD_URL`, then the default; without a trailing slash. */
 export function resolveBaseUrl(flag: string | undefined, env: Env): string {
@@ -25,12 +32,16 @@ export function resolveBaseUrl(flag: string | undefined, env: Env): string {
   return url.href.replace(/\/+$/, "");
 }
 
-/** `--data-dir`, `FUNCD_DATA_DIR`, `$XDG_DATA_HOME/funcd`, `~/.local/share/funcd` — as the daemon decides it. */
-export function resolveDataDir(flag: string | undefined, env: Env, home: string = homedir()): string {
+/** `--data-dir`, `FUNCD_DATA_DIR`, else the daemon's default (`defaultDataDir`) — as the daemon decides it. */
+export function resolveDataDir(
+  flag: string | undefined,
+  env: Env,
+  home: string = homedir(),
+  uid: number | undefined = process.getuid?.(),
+): string {
   if (flag) return flag;
   if (env.FUNCD_DATA_DIR) return env.FUNCD_DATA_DIR;
-  if (env.XDG_DATA_HOME) return join(env.XDG_DATA_HOME, "funcd");
-  return join(home, ".local", "share", "funcd");
+  return defaultDataDir(env, home, uid);
 }
 
 export interface TokenSource {
@@ -234,7 +245,7 @@ export class ApiClient {
       const why = code === "ECONNREFUSED" ? "" : ` (${message})`;
       return new CliError(
         "DAEMON_UNREACHABLE",
-        `Cannot reach the funcd daemon at ${this.baseUrl}${why} — is it running? Start it with \`npm start\` or \`funcd server\``,
+        `Cannot reach the funcd daemon at ${this.baseUrl} (port ${portOf(this.baseUrl)})${why} — is it running? Start it with \`npm start\` or \`funcd server\`; if it listens elsewhere, pass --url URL or set FUNCD_URL`,
         { bare: true, cause: err },
       );
     }

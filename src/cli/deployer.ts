@@ -23,7 +23,12 @@ export async function deployFunction(out: Output, client: ApiClient, job: Deploy
     const packed = await packFolder(job.dir);
     task.update(`${name}: uploading ${describePack(packed)}`);
     const body = { ...job.spec, name, archive: packed.archive.toString("base64") };
-    const result = await client.deploy(name, body, (message) => task.update(`${name}: ${message}`));
+    const result = await client.deploy(name, body, (message) =>
+      // The daemon streams each line an installer prints this way (src/deploy/prepare.ts).
+      message.startsWith("installing dependencies: ")
+        ? task.output(`${name}: ${message}`)
+        : task.update(`${name}: ${message}`),
+    );
     if (result.revision?.status === "failed") {
       throw new CliError(
         "DEPLOY_FAILED",

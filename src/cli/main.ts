@@ -11,4 +11,8 @@ process.stdout.on("error", (err: NodeJS.ErrnoException) => {
   throw err;
 });
 
-process.exitCode = await run(process.argv, processDeps());
+const code = await run(process.argv, processDeps());
+// A failure ends the process now: a daemon that failed to start may still hold timers or child
+// processes that would keep it alive (the error is already written; stderr is synchronous here).
+if (code !== 0) process.exit(code);
+process.exitCode = code;

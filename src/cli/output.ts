@@ -17,6 +17,11 @@ export interface OutputOptions {
 /** A long step (a deploy) whose progress replaces the previous message. */
 export interface Task {
   update(text: string): void;
+  /**
+   * A line of a tool's output (an installer's): shown on a terminal's spinner while it runs, not kept in
+   * plain output, where a failure's error carries the tail anyway (it would print twice).
+   */
+  output(text: string): void;
   succeed(text: string): void;
   fail(text: string): void;
 }
@@ -103,11 +108,14 @@ export class Output {
   }
 
   task(text: string): Task {
-    if (this.json) return { update() {}, succeed() {}, fail() {} };
+    if (this.json) return { update() {}, output() {}, succeed() {}, fail() {} };
     if (this.interactive) {
       const spinner: Ora = ora({ text, stream: this.stdout }).start();
       return {
         update: (t) => {
+          spinner.text = t;
+        },
+        output: (t) => {
           spinner.text = t;
         },
         succeed: (t) => spinner.succeed(t),
@@ -118,6 +126,7 @@ export class Output {
     this.stderr.write(`${text}\n`);
     return {
       update: (t) => this.stderr.write(`  ${t}\n`),
+      output: () => {},
       succeed: (t) => this.stdout.write(`${t}\n`),
       fail: (t) => this.stderr.write(`${t}\n`),
     };

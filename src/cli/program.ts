@@ -4,6 +4,7 @@ import { outputFor } from "./context.js";
 import { toCliError } from "./errors.js";
 import { packageVersion } from "./scaffold.js";
 import { registerServer } from "./server.js";
+import { register as apply } from "./verbs/apply.js";
 import { register as build } from "./verbs/build.js";
 import { register as deleteVerb } from "./verbs/delete.js";
 import { register as deploy } from "./verbs/deploy.js";
@@ -26,6 +27,7 @@ const VERBS = [
   newVerb,
   deploy,
   up,
+  apply,
   invoke,
   list,
   describe,
@@ -52,7 +54,7 @@ Examples:
 
 The daemon is found at --url, FUNCD_URL or http://127.0.0.1:8080; the API token is FUNCD_TOKEN,
 else the file <data dir>/token the daemon writes (data dir: --data-dir, FUNCD_DATA_DIR,
-$XDG_DATA_HOME/funcd or ~/.local/share/funcd).`;
+$XDG_DATA_HOME/funcd, ~/.local/share/funcd, or /var/lib/funcd for root).`;
 
 /** The whole `funcd` command tree; `deps` is the outside world (tests pass their own). */
 export function buildProgram(deps: CliDeps): Command {

@@ -1,9 +1,10 @@
 import path from "node:path";
 import type { Command } from "commander";
 import type { App } from "../app.js";
-import { loadConfig } from "../config/config.js";
+import { adminListener, gatewayListener, loadConfig } from "../config/config.js";
 import { DeployRequestSchema } from "../deploy/spec.js";
 import { FuncdError, messageOf } from "../shared/errors.js";
+import { probeListen } from "../shared/listen.js";
 import { packFolder } from "./pack.js";
 import { readStack } from "./stack.js";
 
@@ -14,6 +15,7 @@ interface ServerFlags {
   dataDir?: string;
   sandbox?: string;
   driver?: string;
+  registry?: string;
   logLevel?: string;
   config?: string;
   up?: string;
@@ -32,7 +34,11 @@ export function registerServer(program: Command): void {
       "port of the admin listener: console, API, docs (FUNCD_ADMIN_PORT, default port + 1)",
     )
     .option("--host <host>", "address to bind (FUNCD_HOST, default 127.0.0.1)")
-    .option("--driver <driver>", "process | docker: where instances run (FUNCD_DRIVER, default process)")
+    .option(
+      "--driver <driver>",
+      "process | docker | swarm: where instances run (FUNCD_DRIVER, default process)",
+    )
+    .option("--registry <host:port>", "registry images are pushed to, for the swarm driver (FUNCD_REGISTRY)")
     .option("--sandbox <mode>", "auto | bwrap | none (FUNCD_SANDBOX)")
     .option("--log-level <level>", "fatal | error | warn | info | debug (FUNCD_LOG_LEVEL)")
     .option("-c, --config <file>", "YAML config file (FUNCD_CONFIG)")
@@ -47,15 +53,27 @@ export function registerServer(program: Command): void {
           dataDir: flags.dataDir,
           sandbox: flags.sandbox,
           driver: flags.driver,
+          registry: flags.registry,
           logLevel: flags.logLevel ?? quietInTerminal(flags.config),
           up: flags.up,
         },
         ...(flags.config ? { file: flags.config } : {}),
       });
+      // A busy port fails before any work (the listen itself reports it the same way if it is taken later).
+      await probeListen(gatewayListener(config));
+      await probeListen(adminListener(config));
       // Loaded here, not at the top: every other verb would otherwise pay for loading the whole daemon.
       const { createApp } = await import("../app.js");
       const app = await createApp(config);
-      const { url, adminUrl } = await app.listen();
+      let listening: { url: string; adminUrl: string };
+      try {
+        listening = await app.listen();
+      } catch (err) {
+        // A busy port: stop what createApp started (instances, pool, timers), then report; main.ts exits.
+        await closeWithin(app, 10_000);
+        throw err;
+      }
+      const { url, adminUrl } = listening;
       const print = (line = "") => process.stdout.write(`${line}\n`);
       print();
       print(`funcd ${url}`);
@@ -122,6 +140,18 @@ async function deployStack(
     }
   }
   print();
+}
+
+/** Closes the app, giving up after `ms`: a start-up failure must end the process, not hang it. */
+async function closeWithin(app: App, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    app.close().catch((err: unknown) => app.logger.error({ err }, "closing after a failed start failed")),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ms);
+    }),
+  ]);
+  clearTimeout(timer);
 }
 
 /**

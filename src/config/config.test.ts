@@ -2,7 +2,8 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { describe, expect, it, onTestFinished } from "vitest";
-import { envName, loadConfig } from "./config.js";
+import type { FuncdError } from "../shared/errors.js";
+import { defaultDataDir, envName, loadConfig } from "./config.js";
 
 describe("config", () => {
   it("defaults to port 8080 on loopback with the data dir under XDG_DATA_HOME", () => {
@@ -36,16 +37,43 @@ describe("config", () => {
     expect(loadConfig({ env, flags: { port: "0" } }).adminPort).toBe(0);
     expect(loadConfig({ env: { ...env, FUNCD_ADMIN_PORT: "7777" } }).adminPort).toBe(7777);
     expect(loadConfig({ env, flags: { port: "9000", adminPort: "0" } }).adminPort).toBe(0);
-    expect(() => loadConfig({ env, flags: { port: "9000", adminPort: "9000" } })).toThrow(
-      /adminPort \(FUNCD_ADMIN_PORT\).*port of its own/,
+    const problemOf = (flags: Record<string, string>) => {
+      try {
+        loadConfig({ env, flags });
+      } catch (err) {
+        return String((err as FuncdError).extra.errors);
+      }
+      return "";
+    };
+    expect(problemOf({ port: "9000", adminPort: "9000" })).toMatch(
+      /^adminPort \(FUNCD_ADMIN_PORT\): .*port of its own/,
     );
-    expect(() => loadConfig({ env, flags: { port: "65535" } })).toThrow(/--admin-port/);
+    expect(problemOf({ port: "65535" })).toMatch(/--admin-port/);
   });
 
-  it("lists every problem at once with the variable to fix", () => {
-    expect(() =>
-      loadConfig({ env: { FUNCD_PORT: "http", FUNCD_SANDBOX: "chroot", FUNCD_DATA_DIR: "/tmp/x" } }),
-    ).toThrow(/port \(FUNCD_PORT\).*\n.*sandbox \(FUNCD_SANDBOX\)/s);
+  it("lists every problem at once with the variable to fix, in the problem's errors (not twice)", () => {
+    let thrown: unknown;
+    try {
+      loadConfig({ env: { FUNCD_PORT: "http", FUNCD_SANDBOX: "chroot", FUNCD_DATA_DIR: "/tmp/x" } });
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toMatchObject({ code: "CONFIG_INVALID" });
+    const error = thrown as FuncdError;
+    expect(error.message).toBe(
+      "2 settings are not valid (set by a flag, a FUNCD_* variable or the config file):",
+    );
+    expect(error.extra.errors).toEqual([
+      expect.stringMatching(/^port \(FUNCD_PORT\): /),
+      expect.stringMatching(/^sandbox \(FUNCD_SANDBOX\): /),
+    ]);
+  });
+
+  it("defaults the data dir to XDG_DATA_HOME, else ~/.local/share; root without XDG_DATA_HOME gets /var/lib/funcd", () => {
+    expect(defaultDataDir({ XDG_DATA_HOME: "/xdg" }, "/home/u", 1000)).toBe("/xdg/funcd");
+    expect(defaultDataDir({}, "/home/u", 1000)).toBe("/home/u/.local/share/funcd");
+    expect(defaultDataDir({}, "/root", 0)).toBe("/var/lib/funcd");
+    expect(defaultDataDir({ XDG_DATA_HOME: "/xdg" }, "/root", 0)).toBe("/xdg/funcd");
   });
 
   it("keeps a warm pool of 2 instances of 256 MiB per runtime by default; FUNCD_POOL_SIZE=0 turns it off", () => {
@@ -65,7 +93,9 @@ describe("config", () => {
     expect(docker.driver).toBe("docker");
     expect(docker.imageRetention).toBe(12 * 3_600_000);
     expect(() => loadConfig({ env: { FUNCD_DATA_DIR: "/tmp/x", FUNCD_IMAGE_RETENTION: "soon" } })).toThrow(
-      /imageRetention \(FUNCD_IMAGE_RETENTION\)/,
+      expect.objectContaining({
+        extra: { errors: [expect.stringMatching(/^imageRetention \(FUNCD_IMAGE_RETENTION\)/)] },
+      }),
     );
   });
 

@@ -6,14 +6,13 @@ import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { parseDuration } from "../shared/duration.js";
 import { FuncdError } from "../shared/errors.js";
+import type { ListenerSetting } from "../shared/listen.js";
+import { defaultDataDir } from "./data-dir.js";
+
+export { defaultDataDir, ROOT_DATA_DIR } from "./data-dir.js";
 
 /** The package root: dist/config/ and src/config/ both sit two levels below it. */
 export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
-
-function defaultDataDir(env: NodeJS.ProcessEnv): string {
-  const base = env.XDG_DATA_HOME || path.join(os.homedir(), ".local", "share");
-  return path.join(base, "funcd");
-}
 
 const MiB = 1024 * 1024;
 
@@ -32,10 +31,11 @@ export const ConfigSchema = z.object({
   dataDir: z.string().min(1),
   token: z.string().min(16, "a token needs at least 16 characters").optional(),
   /**
-   * Where instances run: `process` (sandboxed local processes, the default) or `docker` (a container
-   * per instance on a Docker engine, each revision built into an image).
+   * Where instances run: `process` (sandboxed local processes, the default), `docker` (a container
+   * per instance on a Docker engine, each revision built into an image) or `swarm` (Swarm services on
+   * a Docker Swarm whose manager is the engine, images through `registry`).
    */
-  driver: z.enum(["process", "docker"]).default("process"),
+  driver: z.enum(["process", "docker", "swarm"]).default("process"),
   sandbox: z.enum(["auto", "bwrap", "none"]).default("auto"),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   templatesDir: z.string().default(path.join(PACKAGE_ROOT, "templates")),
@@ -122,6 +122,14 @@ export const ConfigSchema = z.object({
     .string()
     .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, "a Docker network name")
     .default("funcd"),
+  /**
+   * The registry images are pushed to for the swarm driver (`host:port`, e.g. `127.0.0.1:5000`): every
+   * node pulls the same image from it, by digest. Required with `driver: swarm`.
+   */
+  registry: z
+    .string()
+    .regex(/^[A-Za-z0-9.-]+(:[0-9]{1,5})?(\/[a-z0-9._/-]+)?$/, "a registry as host:port (optionally /path)")
+    .optional(),
   /** Stack file deployed at start-up (`funcd server --up funcd.yaml`). */
   up: z.string().optional(),
 
@@ -174,16 +182,23 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     const problems = parsed.error.issues.map(
       (i) => `${i.path.join(".") || "(root)"} (${envName(String(i.path[0] ?? ""))}): ${i.message}`,
     );
-    throw new FuncdError("CONFIG_INVALID", `Invalid configuration:\n  ${problems.join("\n  ")}`, {
-      extra: { errors: problems },
-    });
+    // The list goes in `errors` only: the CLI prints it under the title, and a detail holding it too
+    // printed every problem twice.
+    const count = problems.length === 1 ? "1 setting is" : `${problems.length} settings are`;
+    throw new FuncdError(
+      "CONFIG_INVALID",
+      `${count} not valid (set by a flag, a FUNCD_* variable or the config file${file ? ` ${file}` : ""}):`,
+      { extra: { errors: problems } },
+    );
   }
   const { port } = parsed.data;
   const adminPort = parsed.data.adminPort ?? (port === 0 ? 0 : port + 1);
   if (adminPort > 65_535 || (adminPort !== 0 && adminPort === port)) {
+    const problem = `adminPort (FUNCD_ADMIN_PORT): the admin listener needs a port of its own, not ${adminPort} (port is ${port}); set --admin-port`;
     throw new FuncdError(
       "CONFIG_INVALID",
-      `adminPort (FUNCD_ADMIN_PORT): the admin listener needs a port of its own, not ${adminPort} (port is ${port}); set --admin-port`,
+      `1 setting is not valid (set by a flag, a FUNCD_* variable or the config file${file ? ` ${file}` : ""}):`,
+      { extra: { errors: [problem] } },
     );
   }
   const config = { ...parsed.data, adminPort, dataDir: path.resolve(parsed.data.dataDir) };
@@ -203,4 +218,26 @@ function readConfigFile(file: string): Record<string, unknown> {
     throw new FuncdError("CONFIG_INVALID", `Config file ${file} must hold a mapping of settings`);
   }
   return value as Record<string, unknown>;
+}
+
+/** The admin listener's address (console, API, docs) and the settings that choose it. */
+export function adminListener(config: Config): ListenerSetting {
+  return {
+    what: "the admin listener (console, API, docs)",
+    host: config.host,
+    port: config.adminPort,
+    flag: "--admin-port",
+    env: "FUNCD_ADMIN_PORT",
+  };
+}
+
+/** The gateway/API listener's address and the settings that choose it, for start-up problems. */
+export function gatewayListener(config: Config): ListenerSetting {
+  return {
+    what: "the gateway and API",
+    host: config.host,
+    port: config.port,
+    flag: "--port",
+    env: "FUNCD_PORT",
+  };
 }

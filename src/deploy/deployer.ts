@@ -489,6 +489,15 @@ export class Deployer {
 
   /** Fails before any work is done when the spec names secrets that do not exist (values are read at start). */
   #checkSecrets(name: string, spec: FunctionSpec): void {
+    const listed = new Set(spec.secrets ?? []);
+    const unlisted = Object.entries(spec.secretEnv ?? {}).filter(([, secret]) => !listed.has(secret));
+    if (unlisted.length > 0) {
+      const [variable, secret] = unlisted[0] ?? ["", ""];
+      throw new FuncdError(
+        "BAD_REQUEST",
+        `Cannot deploy "${name}": secretEnv.${variable} names secret "${secret}", which is not in its secrets list; add it to secrets`,
+      );
+    }
     const missing = (spec.secrets ?? []).filter((secret) => this.#o.store.secrets.get(secret) === undefined);
     if (missing.length === 0) return;
     const list = missing.map((m) => `"${m}"`).join(", ");

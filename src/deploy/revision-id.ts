@@ -27,6 +27,9 @@ function instanceSpec(spec: FunctionSpec) {
     // Names only (values change without a new revision: the instances are recycled instead); sorted,
     // because the order they are listed in changes nothing.
     ...(spec.secrets === undefined || spec.secrets.length === 0 ? {} : { secrets: [...spec.secrets].sort() }),
+    ...(spec.secretEnv === undefined || Object.keys(spec.secretEnv).length === 0
+      ? {}
+      : { secretEnv: Object.fromEntries(Object.entries(spec.secretEnv).sort()) }),
   };
 }
 
@@ -44,6 +47,7 @@ const RUN_FIELDS = [
   "baseImage",
   "profile",
   "secrets",
+  "secretEnv",
 ] as const satisfies readonly (keyof FunctionSpec)[];
 
 type RunField = (typeof RUN_FIELDS)[number];

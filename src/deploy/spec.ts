@@ -209,6 +209,12 @@ export const FunctionSpecFields = z.object({
   secrets: SecretsSchema.optional().describe(
     "names of secrets (funcd secret set) the instances get as /var/secrets/<name> and an env var",
   ),
+  secretEnv: z
+    .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string().regex(SECRET_NAME))
+    .optional()
+    .describe(
+      "environment variables set from a secret's value, VAR → secret name (each listed in secrets): how Kyma's and Kubernetes' secretKeyRef env arrives",
+    ),
   tests: z
     .array(BuildTestSchema)
     .max(100)

@@ -53,6 +53,8 @@ export interface InstanceSpec {
    * text (see `src/shared/secret-names.ts`). Never logged, never written anywhere but `secretsDir`.
    */
   secrets?: Record<string, Buffer>;
+  /** Variables set from a secret's text value, VAR → secret name (a Kubernetes `secretKeyRef`, mapped). */
+  secretEnv?: Record<string, string>;
   /**
    * Host folder holding one read-only file per secret (on a tmpfs; see `src/drivers/secrets/`): the driver
    * mounts it read-only at `/var/secrets`. Set by `SecretsDriver`, which writes and removes it.

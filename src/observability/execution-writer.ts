@@ -14,7 +14,9 @@ import { readlinkSync } from "node:fs";
 import { setPriority } from "node:os";
 import { parentPort, workerData } from "node:worker_threads";
 import Database from "better-sqlite3";
+import { isStoreBusy } from "../store/busy.js";
 import { sqliteExecutionRepo } from "../store/sqlite/executions.js";
+import { BUSY_TIMEOUT_MS } from "../store/sqlite/write-transaction.js";
 import type { ExecutionRecord } from "../store/types.js";
 
 type Message =
@@ -27,8 +29,12 @@ if (!port) throw new Error("execution-writer runs as a worker thread");
 const db = new Database((workerData as { file: string }).file);
 db.pragma("journal_mode = WAL");
 db.pragma("synchronous = NORMAL");
-db.pragma("busy_timeout = 5000");
-const repo = sqliteExecutionRepo(db);
+db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+/** Lock waits since the last "written" message, reported with it: the daemon's metrics live on its main thread. */
+let waitedMs = 0;
+const repo = sqliteExecutionRepo(db, (_operation, ms) => {
+  waitedMs += ms;
+});
 
 /** This thread's kernel task id: `/proc/thread-self` links to `<pid>/task/<tid>`. Undefined off Linux. */
 function threadId(): number | undefined {
@@ -53,6 +59,27 @@ function renice(nice: number): boolean {
 }
 renice(19);
 
+/** Attempts at a batch that finds the database locked past busy_timeout, before its records are given up. */
+const WRITE_ATTEMPTS = 3;
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
+/** Writes a batch, retrying lock conflicts (this thread may block: it has nothing else to do); returns the retries. */
+function write(records: ExecutionRecord[]): number {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      repo.insertMany(records);
+      return attempt - 1;
+    } catch (err) {
+      if (isStoreBusy(err) && attempt < WRITE_ATTEMPTS) {
+        Atomics.wait(sleeper, 0, 0, 100 * attempt);
+        continue;
+      }
+      port?.postMessage({ type: "error", message: String(err), lost: records.length });
+      return attempt - 1;
+    }
+  }
+}
+
 port.on("message", (message: Message) => {
   if (message.type === "close") {
     db.close();
@@ -64,10 +91,7 @@ port.on("message", (message: Message) => {
     port.postMessage({ type: "priority", nice: message.nice, ok: renice(message.nice) });
     return;
   }
-  try {
-    repo.insertMany(message.records);
-  } catch (err) {
-    port.postMessage({ type: "error", message: String(err), lost: message.records.length });
-  }
-  port.postMessage({ type: "written", count: message.records.length });
+  const retries = write(message.records);
+  port.postMessage({ type: "written", count: message.records.length, waitedMs, retries });
+  waitedMs = 0;
 });

@@ -74,6 +74,32 @@ export class DaemonMetrics {
     registers: [this.registry],
   });
 
+  // ── store lock contention (src/store/sqlite/write-transaction.ts, the queue's retries) ─────────
+  readonly storeLockWait = new Histogram({
+    name: "funcd_store_lock_wait_seconds",
+    help: "Time each store write transaction waited for SQLite's write lock (another connection was committing), by operation",
+    labelNames: ["operation"] as const,
+    buckets: [0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [this.registry],
+  });
+  readonly storeBusyRetries = new Counter({
+    name: "funcd_store_busy_retries_total",
+    help: "Store operations tried again because the database stayed locked past busy_timeout (SQLITE_BUSY), by operation",
+    labelNames: ["operation"] as const,
+    registers: [this.registry],
+  });
+  readonly storeBusyFailures = new Counter({
+    name: "funcd_store_busy_failures_total",
+    help: "Store operations given up after their retries because the database stayed locked, by operation",
+    labelNames: ["operation"] as const,
+    registers: [this.registry],
+  });
+
+  /** For the store's `onLockWait`: milliseconds waited by one write transaction. */
+  readonly observeLockWait = (operation: string, waitedMs: number): void => {
+    this.storeLockWait.observe({ operation }, waitedMs / 1000);
+  };
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: "funcd_daemon_" });
   }

@@ -17,10 +17,18 @@ export interface WorkerSinkLimits {
   dropAt: number;
 }
 
+/** The limits, and who hears about the writer's lock waits and retries (the daemon's metrics). */
+export interface WorkerSinkOptions extends Partial<WorkerSinkLimits> {
+  /** Each batch's wait for SQLite's write lock, in milliseconds. */
+  onLockWait?: (operation: string, waitedMs: number) => void;
+  /** A batch written again because the database stayed locked past busy_timeout. */
+  onBusyRetry?: (operation: string) => void;
+}
+
 const DEFAULT_LIMITS: WorkerSinkLimits = { escalateAt: 100_000, relaxAt: 10_000, dropAt: 400_000 };
 
 type WriterMessage =
-  | { type: "written"; count: number }
+  | { type: "written"; count: number; waitedMs: number; retries: number }
   | { type: "error"; message: string; lost: number }
   | { type: "priority"; nice: number; ok: boolean }
   | { type: "closed" };
@@ -35,6 +43,7 @@ export class WorkerExecutionSink implements ExecutionSink {
   readonly #worker: Worker;
   readonly #logger: Logger;
   readonly #limits: WorkerSinkLimits;
+  readonly #options: WorkerSinkOptions;
   #closed = false;
   #waiting = 0;
   #escalated = false;
@@ -44,11 +53,13 @@ export class WorkerExecutionSink implements ExecutionSink {
   constructor(
     databaseFile: string,
     logger: Logger,
-    limits: Partial<WorkerSinkLimits> = {},
+    options: WorkerSinkOptions = {},
     writerUrl: URL = new URL("./execution-writer.js", import.meta.url),
   ) {
     this.#logger = logger;
+    const { onLockWait: _w, onBusyRetry: _r, ...limits } = options;
     this.#limits = { ...DEFAULT_LIMITS, ...limits };
+    this.#options = options;
     this.#worker = new Worker(writerUrl, {
       workerData: { file: databaseFile },
     });
@@ -83,6 +94,8 @@ export class WorkerExecutionSink implements ExecutionSink {
   #onMessage(message: WriterMessage): void {
     if (message.type === "written") {
       this.#waiting -= message.count;
+      this.#options.onLockWait?.("executions.insert", message.waitedMs);
+      for (let i = 0; i < message.retries; i++) this.#options.onBusyRetry?.("executions.insert");
       if (this.#escalated && this.#waiting < this.#limits.relaxAt) this.#setEscalated(false);
     } else if (message.type === "error") {
       this.#logger.error({ err: message.message, lost: message.lost }, "could not write execution records");

@@ -2,10 +2,18 @@ import { EventEmitter } from "node:events";
 import type { Delivered, Delivery } from "../gateway/gateway.js";
 import type { Clock } from "../shared/clock.js";
 import type { Logger } from "../shared/logger.js";
+import { isStoreBusy } from "../store/busy.js";
 import type { AttemptRecord, QueueItem, QueueRepo } from "../store/types.js";
 import type { CallbackSender } from "./callbacks.js";
 import { captureBody, RECORD_BODY_BYTES } from "./capture.js";
 import { decide, type RetryPolicy, tooOld } from "./policy.js";
+import {
+  type BusyBackoff,
+  busyDelay,
+  COMPLETION_BACKOFF,
+  retryWhileBusy,
+  type StoreRetryHooks,
+} from "./store-retry.js";
 
 export interface DispatcherOptions {
   queue: QueueRepo;
@@ -26,7 +34,14 @@ export interface DispatcherOptions {
   random?: () => number;
   /** How often expired leases and lost wake-ups are looked for. Default 30 s. */
   sweepEveryMs?: number;
+  /** Told when a store write found the database locked and is tried again, or given up (metrics). */
+  storeRetries?: StoreRetryHooks;
+  /** How a completion that finds the database locked is retried. Default {@link COMPLETION_BACKOFF}. */
+  completionBackoff?: BusyBackoff;
 }
+
+/** Claims that fail are tried again after 20 ms, doubling to 1 s, for as long as they fail. */
+const CLAIM_BACKOFF: BusyBackoff = { attempts: Number.POSITIVE_INFINITY, baseMs: 20, capMs: 1000 };
 
 /**
  * The async workers: a dispatcher that claims due invocations per function
@@ -51,6 +66,8 @@ export class Dispatcher {
   #pumpScheduled = false;
   #sweeper: { cancel(): void } | null = null;
   #retryTimer: { cancel(): void } | null = null;
+  /** Claims failed in a row; the first is logged, the others counted, and the end of the run logged. */
+  #claimFailures = 0;
   #closed = false;
   /** After close's grace: results that still arrive are not written (the store may be closed). */
   #abandoned = false;
@@ -141,10 +158,12 @@ export class Dispatcher {
           error: (attempts) => tooOld(this.#o.policy.maxEventAgeMs, attempts),
         });
       } catch (err) {
-        this.#o.logger.error({ err, function: name }, "could not claim async invocations");
-        // It stays ready; try again shortly rather than wait for the next enqueue or sweep.
-        this.#retryPumpSoon();
+        this.#claimFailed(name, err);
         continue;
+      }
+      if (this.#claimFailures > 0) {
+        this.#o.logger.info({ failures: this.#claimFailures }, "claiming async invocations works again");
+        this.#claimFailures = 0;
       }
       this.#ready.delete(name);
       // A full claim may leave more behind: back of the line, so other functions get their turn.
@@ -158,12 +177,47 @@ export class Dispatcher {
     }
   }
 
-  #retryPumpSoon(): void {
+  /**
+   * The function stays ready and the pump runs again after a backoff, rather than at the next enqueue or
+   * sweep. Logged once per run of failures, not per attempt: a locked database could otherwise log a line
+   * every few milliseconds.
+   */
+  #claimFailed(name: string, err: unknown): void {
+    this.#claimFailures++;
+    if (isStoreBusy(err)) this.#o.storeRetries?.retried?.("queue.claim");
+    if (this.#claimFailures === 1) {
+      this.#o.logger.error(
+        { err, function: name },
+        "could not claim async invocations; retrying until it works (logged once)",
+      );
+    }
     if (this.#retryTimer || this.#closed) return;
-    this.#retryTimer = this.#o.clock.setTimeout(() => {
-      this.#retryTimer = null;
-      this.#schedulePump();
-    }, 1000);
+    this.#retryTimer = this.#o.clock.setTimeout(
+      () => {
+        this.#retryTimer = null;
+        this.#schedulePump();
+      },
+      busyDelay(CLAIM_BACKOFF, Math.min(this.#claimFailures, 30)),
+    );
+  }
+
+  /**
+   * Writes an outcome, trying again while the database is locked: an invocation that ran must not stay
+   * `running` (and run again when its lease runs out) because the execution writer was committing.
+   * Nothing is written once close() has abandoned the deliveries (the store may be closed by then).
+   */
+  #writeOutcome(operation: string, write: () => void): Promise<void> {
+    return retryWhileBusy(
+      operation,
+      () => {
+        if (!this.#abandoned) write();
+      },
+      {
+        clock: this.#o.clock,
+        backoff: this.#o.completionBackoff ?? COMPLETION_BACKOFF,
+        hooks: this.#o.storeRetries,
+      },
+    );
   }
 
   /** Sets a timer for the function's next queued invocation (a retry waiting out its backoff). */
@@ -196,7 +250,10 @@ export class Dispatcher {
     const running = this.#deliver(item)
       .catch((err: unknown) => {
         // Nothing was recorded: the item stays `running` until the sweep hands it out again.
-        this.#o.logger.error({ err, function: name, execution: item.id }, "async delivery failed");
+        this.#o.logger.error(
+          { err, function: name, execution: item.id },
+          "async delivery failed; the invocation runs again when its lease runs out",
+        );
       })
       .finally(() => {
         this.#total--;
@@ -262,7 +319,9 @@ export class Dispatcher {
     const log = { function: item.functionName, execution: item.id, attempt: item.attempt };
     switch (decision.kind) {
       case "retry":
-        this.#o.queue.retry(item.id, decision.runAt, attempt, decision.counted);
+        await this.#writeOutcome("queue.retry", () =>
+          this.#o.queue.retry(item.id, decision.runAt, attempt, decision.counted),
+        );
         this.#o.logger.debug(
           { ...log, status: result.statusCode, runAt: decision.runAt },
           "async retry scheduled",
@@ -271,22 +330,26 @@ export class Dispatcher {
         return;
       case "succeeded":
       case "failed":
-        this.#o.queue.finish(item.id, decision.kind, now, attempt);
+        await this.#writeOutcome("queue.finish", () =>
+          this.#o.queue.finish(item.id, decision.kind, now, attempt),
+        );
         break;
       case "dead-letter": {
         const last = attempt.error ?? `status ${attempt.statusCode}`;
-        this.#o.queue.finish(
-          item.id,
-          "dead-lettered",
-          now,
-          attempt,
-          `${decision.reason}; last error: ${last}`,
+        await this.#writeOutcome("queue.finish", () =>
+          this.#o.queue.finish(
+            item.id,
+            "dead-lettered",
+            now,
+            attempt,
+            `${decision.reason}; last error: ${last}`,
+          ),
         );
         this.#o.logger.info({ ...log, reason: decision.reason }, "async invocation dead-lettered");
         break;
       }
     }
-    if (item.callbackUrl) this.#o.callbacks.schedule(item.id, now);
+    if (item.callbackUrl && !this.#abandoned) this.#o.callbacks.schedule(item.id, now);
   }
 
   #sweep(): void {
@@ -300,7 +363,14 @@ export class Dispatcher {
       const pruned = this.#o.queue.pruneDeadLetters(now - this.#o.deadLetterRetentionMs);
       if (pruned > 0) this.#o.logger.info({ pruned }, "dropped dead letters past retention");
     } catch (err) {
-      this.#o.logger.error({ err }, "async queue sweep failed");
+      if (isStoreBusy(err)) {
+        // Nothing is lost: the next sweep looks again.
+        this.#o.storeRetries?.retried?.("queue.recover");
+        this.#o.logger.warn(
+          { err },
+          "async queue sweep found the database locked; the next sweep tries again",
+        );
+      } else this.#o.logger.error({ err }, "async queue sweep failed");
     }
     this.#schedulePump();
   }

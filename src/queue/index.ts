@@ -4,12 +4,14 @@
  * age and dead letters) and the callback sender.
  */
 import type { Delivered, Delivery } from "../gateway/gateway.js";
+import type { DaemonMetrics } from "../observability/metrics.js";
 import type { Clock } from "../shared/clock.js";
 import type { Logger } from "../shared/logger.js";
 import type { Store } from "../store/types.js";
 import { CallbackSender } from "./callbacks.js";
 import { Dispatcher } from "./dispatcher.js";
 import { QueueIntake } from "./intake.js";
+import type { StoreRetryHooks } from "./store-retry.js";
 
 export { callbackPayload } from "./callbacks.js";
 
@@ -36,6 +38,8 @@ export interface AsyncInvocationsOptions {
   deliver: (delivery: Delivery) => Promise<Delivered>;
   /** The function's timeout; a claimed invocation's lease outlasts a cold start plus a timeout. */
   timeoutOf: (functionName: string) => number;
+  /** Store writes retried because the database was locked are counted here. */
+  metrics?: DaemonMetrics;
 }
 
 /** The parts, wired; `intake` goes to the gateway, `start` after the functions are restored. */
@@ -50,6 +54,11 @@ export class AsyncInvocations {
     this.#store = o.store;
     this.#clock = o.clock;
     const backoff = { baseMs: s.asyncBackoffBaseMs, capMs: s.asyncBackoffCapMs };
+    const metrics = o.metrics;
+    const storeRetries: StoreRetryHooks = {
+      retried: (operation) => metrics?.storeBusyRetries.inc({ operation }),
+      gaveUp: (operation) => metrics?.storeBusyFailures.inc({ operation }),
+    };
     const callbacks = new CallbackSender({
       queue: o.store.queue,
       executions: o.store.executions,
@@ -70,6 +79,7 @@ export class AsyncInvocations {
       perFunction: s.asyncConcurrencyPerFunction,
       leaseMs: (name) => o.timeoutOf(name) + s.coldStartWaitMs + 60_000,
       deadLetterRetentionMs: s.executionRetentionMs,
+      storeRetries,
     });
     this.intake = new QueueIntake({
       queue: o.store.queue,
@@ -78,6 +88,7 @@ export class AsyncInvocations {
       maxBodyBytes: s.maxBodyBytes,
       defaultRetries: s.asyncRetries,
       onEnqueued: (names) => this.dispatcher.wake(names),
+      storeRetries,
     });
   }
 

@@ -4,8 +4,10 @@ import { sendProblem } from "../gateway/problem.js";
 import type { Clock } from "../shared/clock.js";
 import { FuncdError, messageOf } from "../shared/errors.js";
 import type { Logger } from "../shared/logger.js";
+import { isStoreBusy } from "../store/busy.js";
 import type { NewQueueItem, QueueRepo } from "../store/types.js";
 import { captureBody, redactHeaders } from "./capture.js";
+import { type BusyBackoff, busyDelay, type StoreRetryHooks } from "./store-retry.js";
 
 export interface IntakeOptions {
   queue: QueueRepo;
@@ -16,7 +18,15 @@ export interface IntakeOptions {
   defaultRetries: number;
   /** Told which functions got new work, once it is committed. */
   onEnqueued: (functionNames: Set<string>) => void;
+  /** Told when an enqueue found the database locked and is tried again, or given up (metrics). */
+  storeRetries?: StoreRetryHooks;
 }
+
+/**
+ * An enqueue that finds the database locked is tried again 3 times over ~350 ms (the client is waiting
+ * for its 202), then answered 503 with Retry-After.
+ */
+const ENQUEUE_BACKOFF: BusyBackoff = { attempts: 4, baseMs: 50, capMs: 200 };
 
 /** Request headers that steer funcd and are not passed to the function. */
 const CONTROL_HEADERS = ["x-callback-url", "x-invocation-type", "content-length"];
@@ -37,6 +47,8 @@ export class QueueIntake implements AsyncIntake {
   readonly #o: IntakeOptions;
   #pending: Pending[] = [];
   #scheduled = false;
+  /** Failed attempts at the batch now waiting to be committed. */
+  #failures = 0;
 
   constructor(options: IntakeOptions) {
     this.#o = options;
@@ -133,9 +145,22 @@ export class QueueIntake implements AsyncIntake {
     try {
       this.#o.queue.enqueueMany(batch.map((p) => p.item));
     } catch (err) {
+      if (isStoreBusy(err)) {
+        if (++this.#failures < ENQUEUE_BACKOFF.attempts) {
+          this.#o.storeRetries?.retried?.("queue.enqueue");
+          // The batch waits for the next attempt, and whatever arrives meanwhile joins it.
+          this.#pending = batch.concat(this.#pending);
+          this.#scheduled = true;
+          this.#o.clock.setTimeout(() => this.#flush(), busyDelay(ENQUEUE_BACKOFF, this.#failures));
+          return;
+        }
+        this.#o.storeRetries?.gaveUp?.("queue.enqueue");
+      }
+      this.#failures = 0;
       for (const p of batch) p.reject(err);
       return;
     }
+    this.#failures = 0;
     for (const p of batch) p.resolve();
     this.#o.onEnqueued(new Set(batch.map((p) => p.item.functionName)));
   }

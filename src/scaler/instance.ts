@@ -81,6 +81,7 @@ export async function startInstance(
     ...(spec.cpu === undefined ? {} : { cpus: spec.cpu }),
     ...(spec.network === undefined ? {} : { network: spec.network }),
     ...(secrets === undefined ? {} : { secrets }),
+    ...(spec.secretEnv === undefined ? {} : { secretEnv: spec.secretEnv }),
   });
   const readyAt = host.clock.now();
   markReady(host, instance, info, spec, readyAt);

@@ -11,6 +11,7 @@ export const ERRORS = {
   UNKNOWN_RUNTIME: { status: 400, title: "Unknown runtime" },
   INVALID_ARCHIVE: { status: 400, title: "Invalid code archive" },
   INVALID_CALLBACK_URL: { status: 400, title: "Invalid callback URL" },
+  MANIFEST_INVALID: { status: 400, title: "The manifest has invalid documents" },
   UNAUTHORIZED: { status: 401, title: "Missing or wrong API token" },
   NOT_FOUND: { status: 404, title: "Not found" },
   FUNCTION_NOT_FOUND: { status: 404, title: "Function not found" },
@@ -41,10 +42,16 @@ export const ERRORS = {
   DOCKER_UNAVAILABLE: { status: 503, title: "No Docker engine answers" },
   BASE_IMAGE_MISSING: { status: 422, title: "Base image not available" },
   IMAGE_BUILD_FAILED: { status: 422, title: "Image build failed" },
+  GIT_FAILED: { status: 422, title: "Git could not fetch the source" },
   BUILD_TEST_FAILED: { status: 422, title: "A build-time test failed" },
   IMAGE_NOT_FOUND: { status: 404, title: "Image not found" },
   IMAGE_IN_USE: { status: 409, title: "Image in use" },
+  SWARM_UNAVAILABLE: { status: 503, title: "The engine is not a Docker Swarm manager" },
+  REGISTRY_UNAVAILABLE: { status: 502, title: "The image registry cannot be used" },
   DAEMON_UNREACHABLE: { status: 503, title: "The funcd daemon cannot be reached" },
+  PORT_IN_USE: { status: 500, title: "The daemon cannot listen on its port" },
+  DATA_DIR_LOCKED: { status: 500, title: "Another funcd daemon uses this data dir" },
+  DATA_DIR_UNREACHABLE: { status: 500, title: "Sandboxed functions cannot reach the data dir" },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -58,3 +58,24 @@ export function secretEnv(
   }
   return out;
 }
+
+/**
+ * The variables a spec's `secretEnv` (VAR → secret name) adds: each secret's value under the name the
+ * function asked for, when it is text and the name is not one funcd sets. This is how a Kubernetes
+ * `env[].valueFrom.secretKeyRef` keeps its variable name on funcd; it wins over the function's `env`
+ * (it was written as that variable's source).
+ */
+export function secretAliasEnv(
+  secrets: Readonly<Record<string, Uint8Array>> | undefined,
+  aliases: Readonly<Record<string, string>> | undefined,
+): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (secrets === undefined || aliases === undefined) return out;
+  for (const [key, name] of Object.entries(aliases)) {
+    const value = secrets[name];
+    const text = value === undefined ? undefined : asText(value);
+    if (text === undefined || isReservedEnvName(key)) continue;
+    out[key] = text;
+  }
+  return out;
+}

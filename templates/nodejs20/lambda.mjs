@@ -92,8 +92,10 @@ export function createLambdaStyle({ fn, owner, functionName, revision, memoryLim
    * @param {unknown} event
    * @param {string} requestId
    * @param {number} deadline epoch milliseconds
+   * @param {Record<string, unknown>} [extra] more context members (the Kubeless ones, for a handler that
+   *   may be either style); Lambda's own win
    */
-  function call(event, requestId, deadline) {
+  function call(event, requestId, deadline, extra) {
     let settled = false;
     /** @type {(err: unknown, value?: unknown) => void} */
     let settle = noop;
@@ -126,6 +128,7 @@ export function createLambdaStyle({ fn, owner, functionName, revision, memoryLim
       /** @param {unknown} err */
       fail: (err) => settle(err ?? new Error("context.fail() was called without an error")),
     };
+    if (extra !== undefined) for (const key in extra) if (!(key in context)) context[key] = extra[key];
     const result = fn.call(owner, event, context, callback);
     if (typeof result?.then === "function") return Promise.race([result, answered]);
     // A two-parameter handler may still have answered through context.succeed() before returning.

@@ -339,11 +339,12 @@ async function rehearse() {
 async function useHandler(loaded) {
   main = loaded.fn;
   owner = loaded.owner;
-  if (
-    HANDLER_STYLE === "lambda" ||
-    (HANDLER_STYLE === "auto" && loaded.exportName === "handler" && !loaded.alsoMain)
-  ) {
-    style = await lambdaStyle();
+  if (HANDLER_STYLE === "lambda") style = await lambdaStyle();
+  else if (HANDLER_STYLE === "auto" && loaded.exportName === "handler" && !loaded.alsoMain) {
+    // Lambda and Kubeless both name handlers `handler`. A third parameter (the callback) is Lambda's
+    // alone; otherwise the handler gets an event that is both, and its answer is read the way of the
+    // event it read (see "Handler styles" in the contract).
+    style = loaded.fn.length >= 3 ? await lambdaStyle() : await eitherStyle();
   }
 }
 
@@ -399,6 +400,11 @@ async function invoke(req, res, requestId, path, search) {
       }
       failed = style.send(res, result) >= 500;
     } catch (err) {
+      if (err instanceof BadBody) {
+        // The handler read event.data of a body that cannot be decoded (the either style decodes lazily).
+        sendError(res, 400, problem(400, "bad-request", "BAD_REQUEST", "Bad request", err.message));
+        return;
+      }
       failed = true;
       console.error(`funcd: function "${FUNCTION_NAME}" failed:`, err);
       // Duck-typed rather than instanceof Error, so errors from other realms (vm, workers) read the same.
@@ -497,6 +503,121 @@ async function lambdaStyle() {
     prepare: lambda.prepare,
     call: lambda.call,
     send: (res, result) => sendShaped(res, lambda.shape(result)),
+  };
+}
+
+/**
+ * Event fields only a Lambda event has (payload 2.0's, and 1.0's a handler may look for): a handler that
+ * reads one is a Lambda handler.
+ */
+const LAMBDA_ONLY = new Set([
+  "version",
+  "routeKey",
+  "rawPath",
+  "rawQueryString",
+  "cookies",
+  "queryStringParameters",
+  "requestContext",
+  "body",
+  "isBase64Encoded",
+  "pathParameters",
+  "stageVariables",
+  "httpMethod",
+  "resource",
+  "multiValueHeaders",
+  "multiValueQueryStringParameters",
+]);
+
+/** A body event.data cannot be decoded from (invalid JSON), met when the handler reads it: a 400. */
+class BadBody extends Error {}
+
+/** @type {WeakMap<import("node:http").ServerResponse, { lambda: boolean }>} */
+const readLambda = new WeakMap();
+
+/**
+ * The style of a `handler` that may be Kubeless's or Lambda's: the event is a payload 2.0 event that is
+ * also a Kubeless event (Kubeless's `headers`, `data` decoded when first read — invalid JSON answers 400
+ * then —, `extensions` not enumerable, so the event serializes as JSON), the context has both sets of
+ * names, and the result is read the Lambda way if the handler read a field only a Lambda event has, else
+ * the Kubeless way.
+ * @returns {Promise<{ prepare: typeof kubelessEvent, call: typeof callKubeless, send: typeof sendResult }>}
+ */
+async function eitherStyle() {
+  const { createLambdaStyle } = await import("./lambda.mjs");
+  const lambda = createLambdaStyle({
+    fn: main,
+    owner,
+    functionName: FUNCTION_NAME,
+    revision: REVISION,
+    memoryLimitMb: MEMORY_LIMIT_MB,
+  });
+  const kubelessContext = {
+    "function-name": FUNCTION_NAME,
+    timeout: TIMEOUT_MS / 1000,
+    runtime: RUNTIME,
+    "memory-limit": MEMORY_LIMIT,
+    timeoutMs: TIMEOUT_MS,
+    memoryLimit: MEMORY_LIMIT,
+    revision: REVISION,
+  };
+  return {
+    prepare(req, res, body, requestId, path, search) {
+      const event = lambda.prepare(req, res, body, requestId, path, search);
+      /** @type {Error | undefined} */
+      let bad;
+      let kubeless;
+      try {
+        kubeless = kubelessEvent(req, res, body, requestId, path, search);
+      } catch (err) {
+        bad = err;
+        kubeless = kubelessEvent(req, res, EMPTY, requestId, path, search);
+      }
+      const { data, extensions, ...fields } = kubeless;
+      Object.assign(event, fields);
+      if (bad === undefined) event.data = data;
+      else {
+        const message = bad.message;
+        Object.defineProperty(event, "data", {
+          enumerable: true,
+          configurable: true,
+          get() {
+            throw new BadBody(message);
+          },
+        });
+      }
+      Object.defineProperty(event, "extensions", { value: extensions, writable: true, configurable: true });
+      // JSON.stringify(event) (handlers log events so) reads the event itself, not through the proxy: it
+      // is no sign of either style, and leaves out a data that cannot be decoded.
+      Object.defineProperty(event, "toJSON", {
+        configurable: true,
+        value: () => {
+          /** @type {Record<string, unknown>} */
+          const copy = {};
+          for (const key of Object.keys(event))
+            if (key !== "data" || bad === undefined) copy[key] = event[key];
+          return copy;
+        },
+      });
+      const state = { lambda: false };
+      readLambda.set(res, state);
+      return new Proxy(event, {
+        get(target, key, receiver) {
+          if (LAMBDA_ONLY.has(key)) state.lambda = true;
+          return Reflect.get(target, key, receiver);
+        },
+        has(target, key) {
+          if (LAMBDA_ONLY.has(key)) state.lambda = true;
+          return Reflect.has(target, key);
+        },
+      });
+    },
+    call: (event, requestId, deadline) =>
+      lambda.call(event, requestId, deadline, { ...kubelessContext, requestId }),
+    send(res, result) {
+      const shaped = typeof result?.statusCode === "number" && typeof result === "object";
+      if (shaped || readLambda.get(res)?.lambda) return sendShaped(res, lambda.shape(result));
+      return sendResult(res, result);
+    },
   };
 }
 
@@ -824,9 +945,13 @@ async function loadHandler() {
   } else if (fallback !== undefined) names.push("default");
   const what =
     name in ns || (fallback != null && name in Object(fallback)) ? "is not a function" : "is missing";
+  const callable = names.find(
+    (key) => typeof (key === "default" ? fallback : (ns[key] ?? Object(fallback)[key])) === "function",
+  );
   throw new LoadError(
     `Cannot load handler "${HANDLER}": the export "${name}" of ${path} ${what}; ` +
-      `its exports are: ${names.length ? names.join(", ") : "(none)"}`,
+      `its exports are: ${names.length ? names.join(", ") : "(none)"}` +
+      (callable === undefined ? "" : ` (to call one, deploy with --handler ${file}.${callable})`),
   );
 }
 

@@ -1,7 +1,8 @@
 /**
  * Runtime contract cases: the Lambda style (payload 2.0 event, results, the context) and choosing the style
  * (auto, forced either way). Fixtures: lambda (whose context report uses Node's camelCase names in every
- * language: Python's fixture reads AWS's snake_case attributes to fill it), lambda-also-main.
+ * language: Python's fixture reads AWS's snake_case attributes to fill it), lambda-also-main, and
+ * kubeless-handler (a Kubeless function exported as `handler`, as Lambda's are).
  */
 import { expect } from "vitest";
 import type { RuntimeCase } from "./runtime-conformance.js";
@@ -189,6 +190,68 @@ export const lambdaCases = {
       const runtime = await t.start("lambda", { handler: "handler.handler" });
       const res = await invoke(runtime, "/?x=1");
       expect(JSON.parse(res.text).event).toMatchObject({ version: "2.0", rawQueryString: "x=1" });
+    },
+  },
+  "style-auto-kubeless-handler": {
+    title: "a Kubeless function named handler runs as Kubeless runs it in auto mode (data, context, results)",
+    async run(t) {
+      const runtime = await t.start("kubeless-handler", { handler: "handler.handler" });
+      expectAnswer(
+        await invoke(runtime, "/", {
+          headers: { "content-type": "application/json" },
+          body: '{"hello":"world"}',
+        }),
+        { status: 200, type: "application/json", json: { hello: "world" } },
+      );
+      expectAnswer(
+        await invoke(runtime, "/", { headers: { "content-type": "text/plain" }, body: "hi there" }),
+        { status: 200, type: "text/plain; charset=utf-8", text: "hi there" },
+      );
+      expectAnswer(await invoke(runtime, "/context?a=1"), {
+        status: 200,
+        type: "application/json",
+        json: {
+          functionName: "kubeless-handler",
+          runtime: t.runtime,
+          method: "GET",
+          query: { a: "1" },
+          hasRequest: true,
+        },
+      });
+    },
+  },
+  "style-auto-kubeless-invalid-json": {
+    title: "a Kubeless function named handler reading invalid JSON data answers 400 in auto mode",
+    async run(t) {
+      const runtime = await t.start("kubeless-handler", { handler: "handler.handler" });
+      const res = await invoke(runtime, "/", {
+        headers: { "content-type": "application/json" },
+        body: "{nope",
+      });
+      expect(res.status).toBe(400);
+      expect(JSON.parse(res.text)).toMatchObject({ code: "BAD_REQUEST" });
+    },
+  },
+  "style-auto-lambda-answers": {
+    title: "a Lambda function named handler keeps Lambda's answers and body in auto mode",
+    async run(t) {
+      const runtime = await t.start("lambda", { handler: "handler.handler" });
+      expectAnswer(await invoke(runtime, "/string"), {
+        status: 200,
+        type: "application/json",
+        text: "hello from lambda",
+      });
+      expectAnswer(await invoke(runtime, "/status"), {
+        status: 201,
+        headers: { "set-cookie": ["c=3", "a=1; Path=/", "b=2; HttpOnly"] },
+        text: "<p>created</p>",
+      });
+      const res = await invoke(runtime, "/", {
+        headers: { "content-type": "application/json" },
+        body: "{nope",
+      });
+      expect(res.status).toBe(200);
+      expect(JSON.parse(res.text).event).toMatchObject({ body: "{nope", isBase64Encoded: false });
     },
   },
   "style-auto-also-main": {

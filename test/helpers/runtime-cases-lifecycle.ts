@@ -50,6 +50,14 @@ export const lifecycleCases = {
       expect(stderr).toMatch(new RegExp(`its ${t.source.listedAs} are: .*helper`));
     },
   },
+  "missing-export-hint": {
+    title: "a missing function suggests --handler with one the module has",
+    async run(t) {
+      const runtime = t.spawn({ functionDir: t.fixture("missing-export") });
+      expect(await runtime.exit).toEqual({ code: 3, signal: null });
+      expect(runtime.stderr()).toMatch(/deploy with --handler handler\.(other|helper)\b/);
+    },
+  },
   "missing-file": {
     title: "a missing handler file exits with code 3 and names what it looked for, and where",
     async run(t) {

@@ -198,6 +198,17 @@ describe("async invocations", () => {
     });
   });
 
+  it("/metrics shows how long the queue's write transactions waited for the database lock", async () => {
+    accepted(await daemon.call("POST", "/async-function/echo", "x"));
+    const { text } = await daemon.call("GET", "/metrics");
+    for (const operation of ["queue.enqueue", "queue.claim"]) {
+      expect(text).toMatch(
+        new RegExp(`funcd_store_lock_wait_seconds_count\\{operation="${operation}"\\} [1-9]`),
+      );
+    }
+    expect(text).toContain("# TYPE funcd_store_busy_retries_total counter");
+  });
+
   it("X-Invocation-Type: async works on /function/NAME and on a custom route", async () => {
     const viaFunction = accepted(
       await daemon.call("PUT", "/function/echo/a", "one", {

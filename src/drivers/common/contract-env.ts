@@ -1,4 +1,4 @@
-import { secretEnv } from "../../shared/secret-names.js";
+import { secretAliasEnv, secretEnv } from "../../shared/secret-names.js";
 import type { InstanceSpec } from "../driver.js";
 
 /** Where an instance finds things, as the runtime sees them from inside its sandbox or container. */
@@ -26,6 +26,7 @@ export function contractEnv(
     ...base,
     ...secretEnv(spec.secrets, spec.env),
     ...spec.env,
+    ...secretAliasEnv(spec.secrets, spec.secretEnv),
     FUNCD_LISTEN: paths.listen,
     FUNCD_FUNCTION_DIR: paths.functionDir,
     FUNCD_HANDLER: spec.handler,

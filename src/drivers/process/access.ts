@@ -5,15 +5,31 @@
  * the uid must be able to walk to its function, its runtime and its socket dir, and read its code.
  */
 import { chmod, lchown, lstat, readdir, realpath } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { dirname, isAbsolute, join, relative } from "node:path";
 import type { Logger } from "pino";
+import { FuncdError } from "../../shared/errors.js";
 
 /** Grants instance uids what they need, once per path and driver, logging every change it makes. */
 export class UidAccess {
   private readonly searchable = new Set<string>();
   private readonly readable = new Map<string, number>();
 
-  constructor(private readonly logger: Logger) {}
+  /**
+   * @param owned the folders funcd owns (the data dir, its copy of the templates): modes may change inside
+   * them, never outside — a folder above them that others cannot search is the user's to open, and
+   * the start of an instance that needs it fails saying so.
+   */
+  constructor(
+    private readonly logger: Logger,
+    private readonly owned: readonly string[],
+  ) {}
+
+  #isOwned(dir: string): boolean {
+    return this.owned.some((root) => {
+      const rel = relative(root, dir);
+      return rel === "" || (!rel.startsWith("..") && !isAbsolute(rel));
+    });
+  }
 
   /**
    * Makes each of `paths` and its ancestors searchable (o+x) by other users. Directories stay
@@ -33,11 +49,15 @@ export class UidAccess {
       for (const dir of chain.reverse()) {
         const stats = await lstat(dir);
         if ((stats.mode & 0o001) === 0) {
+          if (!this.#isOwned(dir)) {
+            const mode = (stats.mode & 0o777).toString(8).padStart(4, "0");
+            throw new FuncdError(
+              "DATA_DIR_UNREACHABLE",
+              `Sandboxed functions run as their own uids and must reach ${path}, but ${dir} is not searchable by other users (mode ${mode}); funcd does not change modes outside its data dir. Move it (or the data dir: --data-dir, FUNCD_DATA_DIR) below a folder others can search, or allow it yourself: chmod o+x ${dir}`,
+            );
+          }
           await chmod(dir, (stats.mode & 0o7777) | 0o001);
-          this.logger.warn(
-            { dir },
-            `Made ${dir} searchable by other users (o+x; listing stays private) so sandboxed functions can reach their files`,
-          );
+          this.logger.debug({ dir }, "made a folder of the data dir searchable by sandboxed uids (o+x)");
         }
         this.searchable.add(dir);
       }

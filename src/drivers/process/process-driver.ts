@@ -11,7 +11,7 @@
  * (`specialize.ts`).
  */
 import { readdir, rmdir } from "node:fs/promises";
-import { basename, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import type { Logger } from "pino";
 import type { Clock } from "../../shared/clock.js";
 import { FuncdError } from "../../shared/errors.js";
@@ -79,7 +79,8 @@ export class ProcessDriver implements Driver {
     this.templatesDir = resolve(options.templatesDir);
     this.logger = options.logger.child({ driver: "process" });
     this.uidBase = options.uidBase ?? DEFAULT_UID_BASE;
-    this.access = new UidAccess(this.logger);
+    // Modes change only in funcd's own folders: the data dir (around the run dir) and the templates.
+    this.access = new UidAccess(this.logger, [dirname(this.runDir), this.templatesDir]);
     this.poolUids = new PoolUids(this.uidBase);
     if (!Number.isInteger(this.uidBase) || this.uidBase < 1000 || this.uidBase > 4_294_000_000) {
       throw new FuncdError(

@@ -6,6 +6,7 @@ import type {
   ExecutionRepo,
   ExecutionState,
 } from "../types.js";
+import { type LockWaitObserver, writeTransaction } from "./write-transaction.js";
 
 /** Page size when a query does not say. */
 export const DEFAULT_EXECUTION_LIMIT = 50;
@@ -109,15 +110,20 @@ const FILTERS = Object.keys(FILTER_SQL) as Filter[];
 type QueryParams = Partial<Record<Filter, string | number>> & { limit: number };
 
 /** The `executions` table: one row per invocation, written in batches by the recorder. */
-export function sqliteExecutionRepo(db: Database): ExecutionRepo {
+export function sqliteExecutionRepo(db: Database, onLockWait?: LockWaitObserver): ExecutionRepo {
   const insertStmt = db.prepare<[ExecutionRow]>(
     `INSERT INTO executions (${COLUMNS})
      VALUES (@id, @function_name, @revision_id, @trigger, @started_at, @duration_ms, @status_code,
              @outcome, @cold_start, @instance_id, @error, @request_bytes, @response_bytes, @request_id)`,
   );
-  const insertMany = db.transaction((records: ExecutionRecord[]) => {
-    for (const record of records) insertStmt.run(toRow(record));
-  });
+  const insertMany = writeTransaction(
+    db,
+    "executions.insert",
+    (records: ExecutionRecord[]) => {
+      for (const record of records) insertStmt.run(toRow(record));
+    },
+    onLockWait,
+  );
   const getStmt = db.prepare<[string], ExecutionRow & AsyncColumns>(
     `SELECT ${SELECT_COLUMNS} FROM executions WHERE id = ?`,
   );
@@ -131,13 +137,18 @@ export function sqliteExecutionRepo(db: Database): ExecutionRepo {
     `DELETE FROM executions WHERE function_name = ? AND ${PRUNABLE} AND started_at <= (
        SELECT started_at FROM executions WHERE function_name = ? ORDER BY started_at DESC LIMIT 1 OFFSET ?)`,
   );
-  const prune = db.transaction((olderThan: number, keepPerFunction: number) => {
-    let removed = pruneOldStmt.run(olderThan).changes;
-    for (const { function_name } of functionsStmt.all()) {
-      removed += pruneCountStmt.run(function_name, function_name, keepPerFunction).changes;
-    }
-    return removed;
-  });
+  const prune = writeTransaction(
+    db,
+    "executions.prune",
+    (olderThan: number, keepPerFunction: number) => {
+      let removed = pruneOldStmt.run(olderThan).changes;
+      for (const { function_name } of functionsStmt.all()) {
+        removed += pruneCountStmt.run(function_name, function_name, keepPerFunction).changes;
+      }
+      return removed;
+    },
+    onLockWait,
+  );
 
   // One statement per combination of filters present (at most 16), prepared on first
   // use. A single "(@x IS NULL OR col = @x)" statement would be simpler but keeps

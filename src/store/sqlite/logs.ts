@@ -1,5 +1,6 @@
 import type { Database } from "better-sqlite3";
 import type { LogQuery, LogRepo, StoredLogLine } from "../types.js";
+import { type LockWaitObserver, writeTransaction } from "./write-transaction.js";
 
 /** Lines kept per function when the store is opened without `logsPerFunction`. */
 export const DEFAULT_LOGS_PER_FUNCTION = 5000;
@@ -37,7 +38,11 @@ function toLine(row: LogRow): StoredLogLine {
  * in memory: after a restart the first prune comes a little later, which only
  * delays it by one interval.
  */
-export function sqliteLogRepo(db: Database, logsPerFunction: number = DEFAULT_LOGS_PER_FUNCTION): LogRepo {
+export function sqliteLogRepo(
+  db: Database,
+  logsPerFunction: number = DEFAULT_LOGS_PER_FUNCTION,
+  onLockWait?: LockWaitObserver,
+): LogRepo {
   const keep = Math.max(0, Math.trunc(logsPerFunction));
   // A small bound would otherwise be overshot many times before the first prune.
   const pruneEvery = Math.max(1, Math.min(PRUNE_EVERY, keep));
@@ -81,33 +86,43 @@ export function sqliteLogRepo(db: Database, logsPerFunction: number = DEFAULT_LO
     return pruneOneStmt.run({ functionName, keep: keepLines }).changes;
   }
 
-  const appendMany = db.transaction((lines: Omit<StoredLogLine, "id">[]) => {
-    for (const line of lines) {
-      insertStmt.run({
-        time: line.time,
-        function_name: line.functionName,
-        revision_id: line.revisionId,
-        instance_id: line.instanceId,
-        stream: line.stream,
-        request_id: line.requestId,
-        text: line.text,
-      });
-      appendedSincePrune.set(line.functionName, (appendedSincePrune.get(line.functionName) ?? 0) + 1);
-    }
-    for (const [functionName, count] of appendedSincePrune) {
-      if (count >= pruneEvery) {
-        pruneOne(functionName, keep);
-        appendedSincePrune.set(functionName, 0);
+  const appendMany = writeTransaction(
+    db,
+    "logs.append",
+    (lines: Omit<StoredLogLine, "id">[]) => {
+      for (const line of lines) {
+        insertStmt.run({
+          time: line.time,
+          function_name: line.functionName,
+          revision_id: line.revisionId,
+          instance_id: line.instanceId,
+          stream: line.stream,
+          request_id: line.requestId,
+          text: line.text,
+        });
+        appendedSincePrune.set(line.functionName, (appendedSincePrune.get(line.functionName) ?? 0) + 1);
       }
-    }
-  });
+      for (const [functionName, count] of appendedSincePrune) {
+        if (count >= pruneEvery) {
+          pruneOne(functionName, keep);
+          appendedSincePrune.set(functionName, 0);
+        }
+      }
+    },
+    onLockWait,
+  );
 
-  const pruneAll = db.transaction((keepLines: number) => {
-    let removed = 0;
-    for (const { function_name } of functionsStmt.all()) removed += pruneOne(function_name, keepLines);
-    appendedSincePrune.clear();
-    return removed;
-  });
+  const pruneAll = writeTransaction(
+    db,
+    "logs.prune",
+    (keepLines: number) => {
+      let removed = 0;
+      for (const { function_name } of functionsStmt.all()) removed += pruneOne(function_name, keepLines);
+      appendedSincePrune.clear();
+      return removed;
+    },
+    onLockWait,
+  );
 
   return {
     appendMany(lines) {

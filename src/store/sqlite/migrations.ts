@@ -225,11 +225,12 @@ export function migrate(
   }
   const applied: number[] = [];
   for (const m of migrations.slice(current)) {
+    // IMMEDIATE: it writes after reading the version, like every write transaction (write-transaction.ts).
     db.transaction(() => {
       db.exec(m.up);
       // PRAGMA cannot take bound parameters; the version is an integer we own.
       db.pragma(`user_version = ${m.version}`);
-    })();
+    }).immediate();
     applied.push(m.version);
   }
   return applied;

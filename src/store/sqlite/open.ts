@@ -12,6 +12,7 @@ import { sqliteQueueRepo } from "./queue.js";
 import { sqliteRevisionRepo } from "./revisions.js";
 import { keyFileSealer } from "./seal.js";
 import { sqliteSecretRepo } from "./secrets.js";
+import { BUSY_TIMEOUT_MS, type LockWaitObserver, writeTransaction } from "./write-transaction.js";
 
 /** Tuning for {@link openSqliteStore}; every key has a default. */
 export interface SqliteStoreOptions {
@@ -35,6 +36,13 @@ export interface SqliteStoreOptions {
    * database file; an in-memory store keeps a random key in memory.
    */
   secretKeyFile?: string;
+  /**
+   * Told, for every write transaction, how long it waited for SQLite's write lock (another connection —
+   * the execution writer's thread — was committing). The daemon turns it into a metric.
+   */
+  onLockWait?: LockWaitObserver;
+  /** How long a statement waits for another connection's lock before SQLITE_BUSY. Default 5 s; tests shorten it. */
+  busyTimeoutMs?: number;
 }
 
 const DEFAULT_BLOB_GRACE_MS = 3_600_000;
@@ -58,7 +66,9 @@ export function openSqliteStore(file: string, options: SqliteStoreOptions = {}):
     db.pragma("journal_mode = WAL");
     db.pragma("synchronous = NORMAL");
     db.pragma("foreign_keys = ON");
-    db.pragma("busy_timeout = 5000");
+    // A write waits up to 5 s for another connection's commit (the execution writer's thread). Write
+    // transactions begin IMMEDIATE so that this wait applies to them (write-transaction.ts).
+    db.pragma(`busy_timeout = ${Math.max(0, Math.trunc(options.busyTimeoutMs ?? BUSY_TIMEOUT_MS))}`);
     migrate(db, inMemory ? "(in memory)" : `"${file}"`);
   } catch (err) {
     db.close();
@@ -66,13 +76,19 @@ export function openSqliteStore(file: string, options: SqliteStoreOptions = {}):
   }
 
   const clock = options.clock ?? { now: () => Date.now() };
+  const onLockWait = options.onLockWait;
+  // Deploys, rollbacks and deletes group repository calls in one transaction; nested ones are savepoints.
+  const storeTransaction = writeTransaction(db, "store.transaction", (fn: () => unknown) => fn(), onLockWait);
   return {
     functions: sqliteFunctionRepo(db),
     revisions: sqliteRevisionRepo(db),
     blobs: sqliteBlobRepo(db, { clock, graceMs: options.blobGraceMs ?? DEFAULT_BLOB_GRACE_MS }),
-    executions: sqliteExecutionRepo(db),
-    logs: sqliteLogRepo(db, options.logsPerFunction ?? DEFAULT_LOGS_PER_FUNCTION),
-    queue: sqliteQueueRepo(db, { fsyncEnqueue: options.fsyncEnqueue ?? true }),
+    executions: sqliteExecutionRepo(db, onLockWait),
+    logs: sqliteLogRepo(db, options.logsPerFunction ?? DEFAULT_LOGS_PER_FUNCTION, onLockWait),
+    queue: sqliteQueueRepo(db, {
+      fsyncEnqueue: options.fsyncEnqueue ?? true,
+      ...(onLockWait ? { onLockWait } : {}),
+    }),
     images: sqliteImageUseRepo(db),
     secrets: sqliteSecretRepo(
       db,
@@ -80,11 +96,12 @@ export function openSqliteStore(file: string, options: SqliteStoreOptions = {}):
         options.secretKeyFile ??
           (inMemory ? null : path.join(path.dirname(path.resolve(file)), "secrets.key")),
       ),
+      onLockWait,
     ),
     transaction<T>(fn: () => T): T {
       // better-sqlite3 turns nested calls into savepoints, so repositories'
       // own transactions compose with this one.
-      return db.transaction(fn)();
+      return storeTransaction(fn) as T;
     },
     close() {
       if (!db.open) return;

@@ -8,6 +8,7 @@ import type {
   QueueItem,
   QueueRepo,
 } from "../types.js";
+import { type LockWaitObserver, writeTransaction } from "./write-transaction.js";
 
 export interface SqliteQueueOptions {
   /**
@@ -15,6 +16,8 @@ export interface SqliteQueueOptions {
    * so a 202 survives power loss, not only a killed daemon. Group commit makes it one fsync per batch.
    */
   fsyncEnqueue?: boolean;
+  /** Told how long each write transaction waited for the write lock. */
+  onLockWait?: LockWaitObserver;
 }
 
 interface QueueRow {
@@ -105,6 +108,9 @@ const ATTEMPT_SET = `
  * an item updates its execution record in the same transaction.
  */
 export function sqliteQueueRepo(db: Database, options: SqliteQueueOptions = {}): QueueRepo {
+  // Every transaction here writes, most after reading first: all begin IMMEDIATE (see write-transaction.ts).
+  const tx = <A extends unknown[], R>(operation: string, fn: (...args: A) => R) =>
+    writeTransaction(db, operation, fn, options.onLockWait);
   const insertItem = db.prepare(
     `INSERT INTO queue (id, function_name, state, method, path, prefix, headers, body, request_id, callback_url,
                         max_retries, attempt, queued_at, enqueued_at, run_at)
@@ -118,7 +124,7 @@ export function sqliteQueueRepo(db: Database, options: SqliteQueueOptions = {}):
      VALUES (@id, @function_name, NULL, 'async', @queued_at, 0, 0, 'pending', 0, NULL, NULL, @request_bytes, 0,
              @request_id, 'queued', @queued_at, 0, @request, @callback)`,
   );
-  const enqueue = db.transaction((items: NewQueueItem[]) => {
+  const enqueue = tx("queue.enqueue", (items: NewQueueItem[]) => {
     for (const item of items) {
       const callback: CallbackStatus | null = item.callbackUrl
         ? { url: item.callbackUrl, status: "pending", attempts: 0, statusCode: null, error: null, at: null }
@@ -158,7 +164,7 @@ export function sqliteQueueRepo(db: Database, options: SqliteQueueOptions = {}):
   const recordQueued = db.prepare<[string]>(
     "UPDATE executions SET state = 'queued' WHERE id = ? AND state = 'running'",
   );
-  const recover = db.transaction((now: number, except?: ReadonlySet<string>) => {
+  const recover = tx("queue.recover", (now: number, except?: ReadonlySet<string>) => {
     let count = 0;
     for (const { id } of expiredStmt.all(now)) {
       if (except?.has(id)) continue;
@@ -195,7 +201,8 @@ export function sqliteQueueRepo(db: Database, options: SqliteQueueOptions = {}):
     `UPDATE executions SET state = @state, attempt = @attempt, finished_at = @finished_at, ${ATTEMPT_SET}
      WHERE id = @id`,
   );
-  const retry = db.transaction(
+  const retry = tx(
+    "queue.retry",
     (id: string, runAt: number, attempt: AttemptRecord | null, counted: boolean) => {
       const row = requeueStmt.get({
         id,
@@ -256,12 +263,14 @@ export function sqliteQueueRepo(db: Database, options: SqliteQueueOptions = {}):
       deleteItem.run(id);
     }
   }
-  const finish = db.transaction(
+  const finish = tx(
+    "queue.finish",
     (id: string, state: FinalState, now: number, attempt: AttemptRecord | null, error?: string) =>
       finishRow(id, state, now, attempt, error),
   );
 
-  const claim = db.transaction(
+  const claim = tx(
+    "queue.claim",
     (
       functionName: string,
       limit: number,
@@ -319,43 +328,46 @@ export function sqliteQueueRepo(db: Database, options: SqliteQueueOptions = {}):
              status_code = 0, outcome = 'pending', error = NULL, finished_at = NULL, result = NULL,
              callback = @callback`,
   );
-  const redrive = db.transaction((functionName: string, ids: readonly string[] | undefined, now: number) => {
-    const wanted = ids ?? selectDead.all(functionName).map((r) => r.id);
-    const done: string[] = [];
-    for (const id of wanted) {
-      const row = redriveItem.get({ id, function_name: functionName, now }) as
-        | {
-            id: string;
-            function_name: string;
-            request_id: string;
-            callback_url: string | null;
-            queued_at: number;
-            body: Buffer | null;
-          }
-        | undefined;
-      if (!row) continue;
-      const callback: CallbackStatus | null = row.callback_url
-        ? { url: row.callback_url, status: "pending", attempts: 0, statusCode: null, error: null, at: null }
-        : null;
-      upsertRecord.run({
-        id,
-        function_name: row.function_name,
-        now,
-        request_bytes: row.body?.length ?? 0,
-        request_id: row.request_id,
-        queued_at: row.queued_at,
-        callback: callback ? JSON.stringify(callback) : null,
-      });
-      done.push(id);
-    }
-    return done;
-  });
+  const redrive = tx(
+    "queue.redrive",
+    (functionName: string, ids: readonly string[] | undefined, now: number) => {
+      const wanted = ids ?? selectDead.all(functionName).map((r) => r.id);
+      const done: string[] = [];
+      for (const id of wanted) {
+        const row = redriveItem.get({ id, function_name: functionName, now }) as
+          | {
+              id: string;
+              function_name: string;
+              request_id: string;
+              callback_url: string | null;
+              queued_at: number;
+              body: Buffer | null;
+            }
+          | undefined;
+        if (!row) continue;
+        const callback: CallbackStatus | null = row.callback_url
+          ? { url: row.callback_url, status: "pending", attempts: 0, statusCode: null, error: null, at: null }
+          : null;
+        upsertRecord.run({
+          id,
+          function_name: row.function_name,
+          now,
+          request_bytes: row.body?.length ?? 0,
+          request_id: row.request_id,
+          queued_at: row.queued_at,
+          callback: callback ? JSON.stringify(callback) : null,
+        });
+        done.push(id);
+      }
+      return done;
+    },
+  );
 
   const dropStmt = db.prepare<[string]>(
     "DELETE FROM queue WHERE function_name = ? AND state IN ('queued', 'running')",
   );
   const dropRestStmt = db.prepare<[string]>("DELETE FROM queue WHERE function_name = ?");
-  const dropFor = db.transaction((functionName: string) => {
+  const dropFor = tx("queue.drop", (functionName: string) => {
     const active = dropStmt.run(functionName).changes;
     dropRestStmt.run(functionName);
     return active;
@@ -373,7 +385,7 @@ export function sqliteQueueRepo(db: Database, options: SqliteQueueOptions = {}):
      RETURNING state`,
   );
   const recordCallback = db.prepare<[string, string]>("UPDATE executions SET callback = ? WHERE id = ?");
-  const updateCallback = db.transaction((id: string, status: CallbackStatus, nextAt: number | null) => {
+  const updateCallback = tx("queue.callback", (id: string, status: CallbackStatus, nextAt: number | null) => {
     recordCallback.run(JSON.stringify(status), id);
     const row = callbackItem.get({
       id,

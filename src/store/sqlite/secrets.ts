@@ -1,6 +1,7 @@
 import type { Database } from "better-sqlite3";
 import type { SecretMeta, SecretRepo } from "../types.js";
 import type { Sealer } from "./seal.js";
+import { type LockWaitObserver, writeTransaction } from "./write-transaction.js";
 
 interface SecretRow {
   name: string;
@@ -13,7 +14,7 @@ function toMeta(row: SecretRow): SecretMeta {
 }
 
 /** The `secrets` table: values sealed by `sealer` before they are written, opened only by `value()`. */
-export function sqliteSecretRepo(db: Database, sealer: Sealer): SecretRepo {
+export function sqliteSecretRepo(db: Database, sealer: Sealer, onLockWait?: LockWaitObserver): SecretRepo {
   const getStmt = db.prepare<[string], SecretRow>(
     "SELECT name, created_at, updated_at FROM secrets WHERE name = ?",
   );
@@ -28,13 +29,18 @@ export function sqliteSecretRepo(db: Database, sealer: Sealer): SecretRepo {
     "UPDATE secrets SET value = ?, updated_at = ? WHERE name = ?",
   );
   const deleteStmt = db.prepare<[string]>("DELETE FROM secrets WHERE name = ?");
-  const put = db.transaction((name: string, sealed: Buffer, now: number) => {
-    const at = Math.round(now);
-    const existing = getStmt.get(name);
-    if (existing) updateStmt.run(sealed, at, name);
-    else insertStmt.run(name, sealed, at, at);
-    return { created: existing === undefined, meta: toMeta(getStmt.get(name) as SecretRow) };
-  });
+  const put = writeTransaction(
+    db,
+    "secrets.put",
+    (name: string, sealed: Buffer, now: number) => {
+      const at = Math.round(now);
+      const existing = getStmt.get(name);
+      if (existing) updateStmt.run(sealed, at, name);
+      else insertStmt.run(name, sealed, at, at);
+      return { created: existing === undefined, meta: toMeta(getStmt.get(name) as SecretRow) };
+    },
+    onLockWait,
+  );
 
   return {
     put(name, value, now) {

@@ -37,7 +37,7 @@ def main(config):
     # to a first answer either way). The other modules the runtime imports on first use (traceback,
     # importlib.util, asyncio) stay out: they serve failures, rare handler names and async handlers, and
     # would make every pooled instance bigger than a normal start (asyncio alone: about 8 MB).
-    from . import lambda_style  # noqa: F401
+    from . import either_style, lambda_style  # noqa: F401
 
     generic = Generic(config)
     server = http1.Server(config.listen, generic.handle)

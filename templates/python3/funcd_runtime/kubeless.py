@@ -30,9 +30,12 @@ class KubelessStyle:
         }
 
     def prepare(self, req):
+        return self.build(req, decode_body(req.body, req.headers.get("content-type"), req.method))
+
+    def build(self, req, data):
+        """The arguments and the response object for a request whose body decoded to `data`."""
         headers = req.headers
         content_type = headers.get("content-type")
-        data = decode_body(req.body, content_type, req.method)
         query = parse_query(req.search)
         response = Response()
         request = Request(req.method, req.path, req.search, headers, query, req.body)
@@ -234,6 +237,11 @@ class Response:
 
 
 _UNSET = object()
+
+
+class BadBody(ValueError):
+    """A body `event["data"]` cannot be decoded from (invalid JSON): a 400, never the function's failure.
+    Raised from the event itself in the either style (either_style.py), which decodes it when read."""
 
 
 def decode_body(body, content_type, method):

@@ -9,7 +9,7 @@ import threading
 import time
 
 from . import http1, output, responses
-from .kubeless import KubelessStyle
+from .kubeless import BadBody, KubelessStyle
 from .responses import JSON_TYPE
 
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -107,27 +107,32 @@ def load_function(config):
     sys.dont_write_bytecode = True
 
     fn, name, also_main = load_handler(config)
-    if config.style == "lambda" or (config.style == "auto" and name == "handler" and not also_main):
-        # Imported only here, so Kubeless functions never load it; its bytecode may be cached, unlike the
-        # function's.
-        sys.dont_write_bytecode = False
-        from .lambda_style import LambdaStyle
+    kubeless = KubelessStyle(
+        function_name=config.function_name,
+        runtime=config.runtime,
+        revision=config.revision,
+        timeout_ms=config.timeout_ms,
+        memory_limit_mb=config.memory_limit_mb,
+    )
+    # Lambda and Kubeless both name handlers `handler`: in the auto style such a handler gets an event
+    # that is both (either_style.py).
+    either = config.style == "auto" and name == "handler" and not also_main
+    if config.style != "lambda" and not either:
+        return fn, kubeless
+    # Imported only here, so Kubeless functions never load them; their bytecode may be cached, unlike the
+    # function's.
+    sys.dont_write_bytecode = False
+    from .lambda_style import LambdaStyle
 
-        sys.dont_write_bytecode = True
-        style = LambdaStyle(
-            function_name=config.function_name,
-            revision=config.revision,
-            memory_limit_mb=config.memory_limit_mb,
-        )
-    else:
-        style = KubelessStyle(
-            function_name=config.function_name,
-            runtime=config.runtime,
-            revision=config.revision,
-            timeout_ms=config.timeout_ms,
-            memory_limit_mb=config.memory_limit_mb,
-        )
-    return fn, style
+    if either:
+        from .either_style import EitherStyle
+    sys.dont_write_bytecode = True
+    style = LambdaStyle(
+        function_name=config.function_name,
+        revision=config.revision,
+        memory_limit_mb=config.memory_limit_mb,
+    )
+    return fn, EitherStyle(kubeless, style) if either else style
 
 
 def load_handler(config):
@@ -167,9 +172,10 @@ def load_handler(config):
         for key, value in vars(module).items()
         if not key.startswith("_") and callable(value) and not isinstance(value, type(sys))
     )
+    hint = f" (to call one, deploy with --handler {file}.{names[0]})" if names else ""
     raise LoadError(
         f'Cannot load handler "{handler}": the function "{name}" of {path} {what}; '
-        f"its callables are: {', '.join(names) or '(none)'}"
+        f"its callables are: {', '.join(names) or '(none)'}{hint}"
     )
 
 
@@ -307,6 +313,8 @@ class Invoker:
                 408, "function-timeout", "FUNCTION_TIMEOUT", "Function timed out", detail
             )
             return status, [*lines, ("x-funcd-recycle", "1")], body, True
+        if isinstance(call.error, BadBody):  # the handler read event["data"] of a body that cannot be decoded
+            return (*responses.problem(400, "bad-request", "BAD_REQUEST", "Bad request", str(call.error)), True)
         if call.error is None:
             try:
                 return (*self._style.shape(call.result, response), True)
@@ -324,8 +332,9 @@ class Invoker:
             call.result = result
         except BaseException as err:  # whatever the handler raises is its failure, SystemExit included
             call.error = err
-            # Past the timeout the 408 has been sent; as in Node, a late failure is not reported.
-            if not call.timed_out:
+            # Past the timeout the 408 has been sent; as in Node, a late failure is not reported. A body
+            # that cannot be decoded is the client's mistake, not the function's failure.
+            if not call.timed_out and not isinstance(err, BadBody):
                 report(self._config.function_name, err)
         call.finished = True
 

@@ -1,0 +1,64 @@
+import type { FastifyInstance } from "fastify";
+import type { ZodTypeProvider } from "fastify-type-provider-zod";
+import { z } from "zod";
+import type { Applier } from "../deploy/apply.js";
+import { respondWithProgress } from "./progress.js";
+
+const FileMap = z.record(z.string(), z.union([z.string(), z.object({ base64: z.string() })]));
+
+const ApplyBody = z.object({
+  yaml: z
+    .string()
+    .describe(
+      "the documents: Kyma or Kubeless Functions, OpenFaaS or funcd stacks, funcd Functions (multi-document YAML)",
+    ),
+  source: z
+    .string()
+    .max(1024)
+    .optional()
+    .describe("where they came from (a file path); recorded on each function, scopes prune"),
+  folders: z
+    .record(z.string(), FileMap)
+    .optional()
+    .describe("code folders the documents name, by the path written in them"),
+  includes: z
+    .record(z.string(), z.string())
+    .optional()
+    .describe("other files the documents name (environment_file)"),
+  strict: z.boolean().optional().describe("a field funcd would ignore is an error"),
+  continueOnError: z.boolean().optional().describe("apply the valid documents even when others are invalid"),
+  prune: z
+    .boolean()
+    .optional()
+    .describe("delete functions applied from the same source that it no longer describes"),
+  dryRun: z.boolean().optional().describe("check and convert only; deploy nothing"),
+});
+
+/** `POST /api/v1/apply`: functions described for funcd, Kyma, Kubeless or OpenFaaS, deployed as they are. */
+export function applyRoutes(applier: Applier) {
+  return async (root: FastifyInstance): Promise<void> => {
+    const app = root.withTypeProvider<ZodTypeProvider>();
+    app.post(
+      "/api/v1/apply",
+      {
+        schema: {
+          tags: ["functions"],
+          summary:
+            "Apply function descriptions (funcd, Kyma, Kubeless, OpenFaaS); each field honoured or reported",
+          body: ApplyBody,
+        },
+      },
+      async (request, reply) => {
+        // Checked before any answer starts, so an invalid file is a plain 400 problem, not a stream.
+        applier.plan({ ...request.body, dryRun: true });
+        return respondWithProgress(
+          request,
+          reply,
+          "apply",
+          (onProgress) => applier.apply(request.body, onProgress),
+          (result) => ({ status: 200, body: result }),
+        );
+      },
+    );
+  };
+}
