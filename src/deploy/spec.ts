@@ -256,6 +256,24 @@ export const FunctionSpecFields = z.object({
     .describe(
       "environment variables set from a secret's value, VAR → secret name (each listed in secrets): how Kyma's and Kubernetes' secretKeyRef env arrives",
     ),
+  source: z
+    .object({
+      git: z.object({
+        url: z.string().min(1).describe("https://…, git://…, ssh://… or user@host:path"),
+        ref: z.string().min(1).optional().describe("branch, tag or commit (default: the remote's HEAD)"),
+        dir: z.string().optional().describe("the function's folder in the repository (default: its root)"),
+        secret: z
+          .string()
+          .regex(SECRET_NAME)
+          .optional()
+          .describe("a funcd secret holding a token (HTTP) or an SSH private key"),
+        commit: z.string().optional().describe("set by funcd: the commit the serving code came from"),
+      }),
+    })
+    .optional()
+    .describe(
+      "where the code comes from when a deploy sends none: a git repository (funcd sync refetches it)",
+    ),
   tests: z
     .array(BuildTestSchema)
     .max(100)
