@@ -96,7 +96,7 @@ export async function registerApi(app: FastifyInstance, deps: ApiDeps): Promise<
   );
 
   await app.register(functionRoutes(deps));
-  if (deps.applier) await app.register(applyRoutes(deps.applier));
+  if (deps.applier) await app.register(applyRoutes(deps.applier, deps));
   await app.register(executionRoutes({ store: deps.store, logs: deps.logs, now: () => Date.now() }));
   if (deps.async) await app.register(asyncRoutes({ store: deps.store, ...deps.async }));
   if (deps.images) await app.register(imageRoutes(deps.images));
