@@ -5,6 +5,7 @@
 //   npm run bench                      # all benchmarks, in the order below
 //   npm run bench -- warm              # one (or several) of: warm, coldstart, deploy, density, routes
 //   npm run bench -- --quick density   # shortened runs, to check the suite works (not for quoting)
+//   npm run bench -- soak              # opt-in (not in a plain run): 5 min of mixed load; --duration 60 shortens
 //
 // Needs the build (npm install does it) and wrk + nginx (bash scripts/bench-deps.sh). See bench/README.md.
 import * as coldstart from "./coldstart.mjs";
@@ -19,9 +20,12 @@ import { describeMachine, renderMarkdown, writeReport } from "./lib/report.mjs";
 import * as recording from "./recording.mjs";
 import * as routes from "./routes.mjs";
 import * as scaling from "./scaling.mjs";
+import * as soak from "./soak.mjs";
 import * as warm from "./warm.mjs";
 
-const BENCHMARKS = [warm, coldstart, deploy, density, routes, scaling, recording, docker];
+const BENCHMARKS = [warm, coldstart, deploy, density, routes, scaling, recording, docker, soak];
+/** What a plain `npm run bench` runs: all but the opt-in ones (the soak takes 5 minutes by default). */
+const DEFAULT_SET = BENCHMARKS.filter((b) => !b.optIn);
 
 function interrupted(signal) {
   process.stderr.write(`\n${signal}: stopping everything the benchmarks started\n`);
@@ -33,7 +37,15 @@ process.on("SIGINT", interrupted);
 process.on("SIGTERM", interrupted);
 process.on("exit", killAllGroups);
 
-const args = process.argv.slice(2);
+// --duration <seconds> (or --duration=<seconds>): how long the soak runs.
+let durationSeconds;
+const args = [];
+for (let i = 2; i < process.argv.length; i++) {
+  const arg = process.argv[i];
+  if (arg === "--duration") durationSeconds = process.argv[++i];
+  else if (arg.startsWith("--duration=")) durationSeconds = arg.slice("--duration=".length);
+  else args.push(arg);
+}
 const quick = args.includes("--quick");
 const unknownFlags = args.filter((a) => a.startsWith("-") && a !== "--quick");
 const wanted = args.filter((a) => !a.startsWith("-"));
@@ -41,11 +53,11 @@ const known = BENCHMARKS.map((b) => b.name);
 const bad = [...unknownFlags, ...wanted.filter((w) => !known.includes(w))];
 if (bad.length > 0) {
   process.stderr.write(
-    `Unknown argument(s) ${bad.join(", ")}; benchmarks: ${known.join(", ")}; flags: --quick\n`,
+    `Unknown argument(s) ${bad.join(", ")}; benchmarks: ${known.join(", ")}; flags: --quick, --duration <s>\n`,
   );
   process.exit(2);
 }
-const selected = wanted.length > 0 ? BENCHMARKS.filter((b) => wanted.includes(b.name)) : BENCHMARKS;
+const selected = wanted.length > 0 ? BENCHMARKS.filter((b) => wanted.includes(b.name)) : DEFAULT_SET;
 
 const nginx = findNginx();
 let loadgen = "none";
@@ -67,7 +79,7 @@ for (const bench of selected) {
   process.stderr.write(`\n▶ ${bench.name}: ${bench.title}\n`);
   const started = performance.now();
   try {
-    const result = await bench.run({ quick, log, nginx });
+    const result = await bench.run({ quick, log, nginx, durationSeconds });
     results.push({
       name: bench.name,
       title: bench.title,
@@ -87,7 +99,7 @@ for (const bench of selected) {
 }
 
 const markdown = renderMarkdown({ startedAt, machine, results, quick });
-const label = `${selected.length === BENCHMARKS.length ? "all" : selected.map((b) => b.name).join("-")}${quick ? "-quick" : ""}`;
+const label = `${selected === DEFAULT_SET ? "all" : selected.map((b) => b.name).join("-")}${quick ? "-quick" : ""}`;
 const json = {
   startedAt: startedAt.toISOString(),
   quick,

@@ -1,6 +1,6 @@
 /**
  * The composition root's Docker part (app.ts calls it): the engine connection, the image builder, the
- * Docker driver when `driver: docker`, the record of which images serve, and the image garbage
+ * Docker driver when `driver: docker` (the swarm driver when `driver: swarm`), the record of which images serve, and the image garbage
  * collector. Kept apart so app.ts reads as the list of parts, and so a process-driver daemon pays for
  * none of this until someone builds an image (the engine is connected on first use).
  */
@@ -19,6 +19,7 @@ import { connectEngine, type Engine } from "./drivers/docker/engine.js";
 import type { Driver, InstanceSpec, LogSink } from "./drivers/driver.js";
 import { loadTemplate } from "./drivers/process/template.js";
 import type { SecretOwner } from "./drivers/secrets/files.js";
+import { SwarmDriver } from "./drivers/swarm/index.js";
 import type { Clock } from "./shared/clock.js";
 import { messageOf } from "./shared/errors.js";
 import type { Logger } from "./shared/logger.js";
@@ -157,7 +158,18 @@ export function createDockerParts(options: DockerPartsOptions): DockerParts {
   };
 
   let driver: Driver | undefined;
-  if (options.engine) {
+  if (options.engine && config.driver === "swarm") {
+    driver = new SwarmDriver({
+      engine: options.engine,
+      daemonId: daemonId(config.dataDir),
+      registry: config.registry ?? "",
+      logSink: options.logSink,
+      logger: logger.child({ component: "swarm-driver" }),
+      runtimeImage,
+      workDir: path.join(config.dataDir, "build", "swarm"),
+      clock,
+    });
+  } else if (options.engine) {
     driver = new DockerDriver({
       engine: options.engine,
       daemonId: daemonId(config.dataDir),

@@ -17,12 +17,13 @@ import { type Config, gatewayListener, PACKAGE_ROOT } from "./config/config.js";
 import { Applier } from "./deploy/apply.js";
 import { Deployer } from "./deploy/deployer.js";
 import type { FunctionSpec } from "./deploy/spec.js";
-import { connectEngine } from "./drivers/docker/engine.js";
+import { connectEngine, type Engine } from "./drivers/common/engine.js";
 import type { Driver, InstanceAddress } from "./drivers/driver.js";
 import { ProcessDriver } from "./drivers/process/index.js";
 import { resolveInterpreter } from "./drivers/process/interpreter.js";
 import { isRoot, uidFor } from "./drivers/process/sandbox.js";
 import { SecretsDriver } from "./drivers/secrets/secrets-driver.js";
+import { assertSwarmManager } from "./drivers/swarm/index.js";
 import { handleExpectations, sendContinue } from "./gateway/expect.js";
 import { Gateway } from "./gateway/gateway.js";
 import { RouteTable } from "./gateway/routes.js";
@@ -73,8 +74,11 @@ export interface App {
  * config. Listening is separate (`listen`) so tests can build an app in-process.
  */
 export async function createApp(given: Config, overrides: AppOverrides = {}): Promise<App> {
-  // The docker driver needs an engine: without one, fail before anything is opened or started.
-  const engine = given.driver === "docker" && !overrides.driver ? await dockerEngine() : undefined;
+  // The docker and swarm drivers need an engine (swarm: a manager, and a registry): without one, fail
+  // before anything is opened or started.
+  const onEngine = (given.driver === "docker" || given.driver === "swarm") && !overrides.driver;
+  const engine = onEngine ? await dockerEngine(given.driver) : undefined;
+  if (engine && given.driver === "swarm") await checkSwarm(engine, given);
   // One daemon per data dir, reachable by sandboxed uids (src/app-data-dir.ts): before anything in it is
   // read or changed, so a refused start changes nothing.
   const dataDir = claimDataDir(given.dataDir, given.templatesDir);
@@ -155,15 +159,20 @@ export async function createApp(given: Config, overrides: AppOverrides = {}): Pr
   // ── secrets: delivered as read-only files on a tmpfs (and env vars) by a decorator around the driver,
   // inside the pool (which then never specializes a function with secrets).
   const onDocker = baseDriver.name === "docker";
-  const secretsDriver = new SecretsDriver(baseDriver, {
-    key: createHash("sha256").update(config.dataDir).digest("hex").slice(0, 12),
-    logger: logger.child({ component: "secrets" }),
-    // A root daemon's process instances run as their function's uid (sandbox.ts); containers as their image's user.
-    owner: onDocker
-      ? docker.secretOwner
-      : (spec) => (isRoot() ? { uid: uidFor(spec.functionName), gid: uidFor(spec.functionName) } : undefined),
-    traversable: !onDocker && isRoot(),
-  });
+  // The swarm driver delivers secrets itself, as Swarm secrets (a node cannot mount the daemon's tmpfs).
+  const secretsDriver: Driver =
+    baseDriver.name === "swarm"
+      ? baseDriver
+      : new SecretsDriver(baseDriver, {
+          key: createHash("sha256").update(config.dataDir).digest("hex").slice(0, 12),
+          logger: logger.child({ component: "secrets" }),
+          // A root daemon's process instances run as their function's uid (sandbox.ts); containers as their image's user.
+          owner: onDocker
+            ? docker.secretOwner
+            : (spec) =>
+                isRoot() ? { uid: uidFor(spec.functionName), gid: uidFor(spec.functionName) } : undefined,
+          traversable: !onDocker && isRoot(),
+        });
 
   // ── warm pool ──────────────────────────────────────────────────────────────
   // A decorator around the driver: the fleet starts instances through it without knowing about the
@@ -388,8 +397,8 @@ function resolveSecrets(store: Store, names: readonly string[]): Record<string, 
   return values;
 }
 
-/** The engine the docker driver runs on; DOCKER_UNAVAILABLE says what asked for it and what else to do. */
-async function dockerEngine() {
+/** The engine the docker (or swarm) driver runs on; DOCKER_UNAVAILABLE says what asked for it and what else to do. */
+async function dockerEngine(driver: Config["driver"]) {
   try {
     return await connectEngine();
   } catch (err) {
@@ -397,10 +406,21 @@ async function dockerEngine() {
     const why = err.message.replace(/^No Docker engine answers: /, "");
     throw new FuncdError(
       "DOCKER_UNAVAILABLE",
-      `The docker driver (FUNCD_DRIVER=docker) needs a Docker engine: ${why}; or run with --driver process`,
+      `The ${driver} driver (FUNCD_DRIVER=${driver}) needs a Docker engine: ${why}; or run with --driver process`,
       { cause: err, extra: err.extra },
     );
   }
+}
+
+/** The swarm driver's needs: a registry setting, and an engine that manages a swarm (SWARM_UNAVAILABLE). */
+async function checkSwarm(engine: Engine, config: Config): Promise<void> {
+  if (config.registry === undefined) {
+    throw new FuncdError(
+      "CONFIG_INVALID",
+      "The swarm driver needs a registry every node can pull from: set FUNCD_REGISTRY=host:port (or --registry, or `registry:` in the config file); scripts/swarm-lab.sh up prints one",
+    );
+  }
+  await assertSwarmManager(engine);
 }
 
 /** One keep-alive pool per instance; unix socket or TCP. */

@@ -56,13 +56,14 @@ export class ApiError extends Error {
 }
 
 /**
- * Starts a daemon. `nodeArgs` go before the script (e.g. `--cpu-prof`), `env` adds FUNCD_* settings.
- * Always pair with `stop()` in a finally block.
+ * Starts a daemon. `nodeArgs` go before the script (e.g. `--cpu-prof`), `env` adds FUNCD_* settings,
+ * `onStdout` gets every chunk of its stdout (the pino log). Always pair with `stop()` in a finally block.
  */
-export async function startDaemon({ nodeArgs = [], env = {}, startTimeoutMs = 30_000 } = {}) {
+export async function startDaemon({ nodeArgs = [], env = {}, startTimeoutMs = 30_000, onStdout } = {}) {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), "funcd-bench-"));
   activeDataDirs.add(dataDir);
   let stdout = "";
+  let listening = false;
   let announced;
   const url = new Promise((resolve) => {
     announced = resolve;
@@ -74,9 +75,14 @@ export async function startDaemon({ nodeArgs = [], env = {}, startTimeoutMs = 30
       cwd: ROOT,
       env: cleanEnv({ FUNCD_LOG_LEVEL: "warn", ...env }),
       onStdout: (d) => {
+        onStdout?.(d);
+        if (listening) return; // the rest is the log: `onStdout` may want it, the search for the URL not
         stdout += d;
         const m = /^funcd (http:\/\/\S+)$/m.exec(stdout);
-        if (m) announced(m[1]);
+        if (m) {
+          listening = true;
+          announced(m[1]);
+        }
       },
     },
   );

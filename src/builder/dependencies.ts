@@ -87,6 +87,7 @@ class InstallFailure {
     readonly outcome: Exclude<RunOutcome, { ok: true }>,
     readonly lines: string[],
     readonly timeoutMs: number,
+    readonly compiles = false,
   ) {}
 
   toError(functionName: string): FuncdError {
@@ -101,11 +102,12 @@ class InstallFailure {
     // The output goes in `logs` only: quoted in the message as well, a client showing both (the CLI does)
     // printed it twice.
     const where = this.lines.length > 0 ? `; its last ${this.lines.length} lines are in logs` : "";
-    return new FuncdError(
-      "DEPLOY_FAILED",
-      `Installing dependencies of "${functionName}" failed (${why})${where}`,
-      { extra: { logs: this.lines } },
-    );
+    const what = this.compiles
+      ? `Compiling "${functionName}"`
+      : `Installing dependencies of "${functionName}"`;
+    return new FuncdError("DEPLOY_FAILED", `${what} failed (${why})${where}`, {
+      extra: { logs: this.lines },
+    });
   }
 }
 
@@ -129,23 +131,23 @@ export function dependencyKey(input: {
  * when the dependency file cannot be read (a `package.json` that is not JSON).
  */
 export function planDependencies(
-  template: Pick<TemplateMeta, "runtime" | "dependencyFile">,
+  template: Pick<TemplateMeta, "runtime" | "dependencyFile"> & Partial<Pick<TemplateMeta, "dir" | "compile">>,
   manifest: readonly ManifestEntry[],
   read: (entry: ManifestEntry) => Buffer | undefined,
 ): DependencyPlan | null {
-  const installer = installerFor(template.dependencyFile);
+  const installer = installerFor(template);
   if (!installer) return null;
   const byPath = new Map(manifest.map((f) => [f.path, f]));
   const main = byPath.get(installer.dependencyFile);
-  if (!main) return null;
+  if (!main && !installer.always) return null;
   const text = (file: string) => {
     const entry = byPath.get(file);
     return entry === undefined ? undefined : read(entry)?.toString("utf8");
   };
-  const content = text(main.path) ?? "";
+  const content = main === undefined ? "" : (text(main.path) ?? "");
   if (!installer.needsInstall(content)) return null;
 
-  const files = new Map<string, ManifestEntry>([[main.path, main]]);
+  const files = new Map<string, ManifestEntry>(main === undefined ? [] : [[main.path, main]]);
   for (const name of installer.companions) {
     const entry = byPath.get(name);
     if (entry) files.set(name, entry);
@@ -186,7 +188,11 @@ export class DependencyCache {
   }
 
   /** See `planDependencies`; reads the files from the blob store. */
-  plan(template: Pick<TemplateMeta, "runtime" | "dependencyFile">, manifest: readonly ManifestEntry[]) {
+  plan(
+    template: Pick<TemplateMeta, "runtime" | "dependencyFile"> &
+      Partial<Pick<TemplateMeta, "dir" | "compile">>,
+    manifest: readonly ManifestEntry[],
+  ) {
     return planDependencies(template, manifest, (entry) => this.#o.blobs.get(entry.hash));
   }
 
@@ -268,6 +274,7 @@ export class DependencyCache {
   async #install(plan: DependencyPlan, dir: string, options: EnsureOptions): Promise<void> {
     if (this.#disposed) throw new FuncdError("FUNCTION_UNAVAILABLE", "The daemon is shutting down");
     const { installer } = plan;
+    await installer.check?.();
     const uid = this.#uid;
     const setpriv = uid === undefined ? undefined : (await findTools()).setpriv;
     if (uid !== undefined && setpriv === undefined) {
@@ -322,7 +329,14 @@ export class DependencyCache {
         },
       });
       if (kill) this.#kills.delete(kill);
-      if (!outcome.ok) throw new InstallFailure(installer.tool, outcome, lines.snapshot(), timeoutMs);
+      if (!outcome.ok)
+        throw new InstallFailure(
+          installer.tool,
+          outcome,
+          lines.snapshot(),
+          timeoutMs,
+          installer.always === true,
+        );
 
       // npm installs next to package.json; pip was given the target directly.
       const produced = path.join(work, installer.target);

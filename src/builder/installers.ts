@@ -11,6 +11,7 @@ import { readLines } from "../drivers/process/output.js";
 import { dropPrivilegesArgs } from "../drivers/process/sandbox.js";
 import type { Clock } from "../shared/clock.js";
 import { FuncdError } from "../shared/errors.js";
+import { compileInstaller, type TemplateCompile } from "./compile.js";
 
 /** One package manager, described by what it needs from the function and how it is run. */
 export interface Installer {
@@ -37,6 +38,12 @@ export interface Installer {
   command(input: { workDir: string; targetDir: string; present: ReadonlySet<string> }): string[];
   /** Environment variables of the daemon passed on to the install (registry, proxy and index settings). */
   passEnv(name: string): boolean;
+  /** Runs even without the dependency file (a compile: the function's own files are its input). */
+  always?: boolean;
+  /** Variables written over the install's base environment (a compile's PATH). */
+  env?: Record<string, string>;
+  /** Fails with a clear error before running when the host lacks what the install needs. */
+  check?(): Promise<void>;
 }
 
 const PROXY_VARS = new Set(["https_proxy", "http_proxy", "no_proxy", "all_proxy"]);
@@ -244,9 +251,20 @@ export const pipInstaller: Installer = {
 
 const INSTALLERS: readonly Installer[] = [npmInstaller, pipInstaller];
 
-/** The installer for a template's dependency file, or undefined when funcd has none for it. */
-export function installerFor(dependencyFile: string | undefined): Installer | undefined {
-  return INSTALLERS.find((i) => i.dependencyFile === dependencyFile);
+/**
+ * The installer of a template: its compile (a template with a `compile:` section), else the package
+ * manager of its dependency file, or undefined when funcd has none for it.
+ */
+export function installerFor(template: {
+  runtime: string;
+  dir?: string;
+  dependencyFile?: string | undefined;
+  compile?: TemplateCompile | undefined;
+}): Installer | undefined {
+  if (template.compile !== undefined && template.dir !== undefined) {
+    return compileInstaller({ ...template, dir: template.dir, compile: template.compile });
+  }
+  return INSTALLERS.find((i) => i.dependencyFile === template.dependencyFile);
 }
 
 /** How one install process runs. */
@@ -288,7 +306,7 @@ export function installEnv(
   for (const [name, value] of Object.entries(from)) {
     if (value !== undefined && installer.passEnv(name)) env[name] = value;
   }
-  return { ...env, ...own };
+  return { ...env, ...installer.env, ...own };
 }
 
 /** Runs one install: its own process group, killed whole on timeout (SIGKILL: installers hold no state worth a grace). */

@@ -3,6 +3,7 @@ import path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { FuncdError } from "../shared/errors.js";
+import { TemplateCompileSchema } from "./compile.js";
 
 /** A path inside the template folder: relative, no `..`, so a template cannot ship the host's files. */
 const TemplatePath = z
@@ -50,6 +51,8 @@ const TemplateMetaSchema = z.object({
   prepare: z.array(z.string()).min(1).optional(),
   /** How to build an image of it; absent for runtimes that only run as processes. */
   image: TemplateImageSchema.optional(),
+  /** A compiled runtime: how a function is compiled at deploy (src/builder/compile.ts). */
+  compile: TemplateCompileSchema.optional(),
 });
 
 export type TemplateMeta = z.output<typeof TemplateMetaSchema> & { dir: string };

@@ -14,6 +14,7 @@ interface ServerFlags {
   dataDir?: string;
   sandbox?: string;
   driver?: string;
+  registry?: string;
   logLevel?: string;
   config?: string;
   up?: string;
@@ -28,7 +29,11 @@ export function registerServer(program: Command): void {
     .description("Run the funcd daemon (process or docker driver + SQLite in the data dir)")
     .option("-p, --port <port>", "port to listen on (FUNCD_PORT, default 8080)")
     .option("--host <host>", "address to bind (FUNCD_HOST, default 127.0.0.1)")
-    .option("--driver <driver>", "process | docker: where instances run (FUNCD_DRIVER, default process)")
+    .option(
+      "--driver <driver>",
+      "process | docker | swarm: where instances run (FUNCD_DRIVER, default process)",
+    )
+    .option("--registry <host:port>", "registry images are pushed to, for the swarm driver (FUNCD_REGISTRY)")
     .option("--sandbox <mode>", "auto | bwrap | none (FUNCD_SANDBOX)")
     .option("--log-level <level>", "fatal | error | warn | info | debug (FUNCD_LOG_LEVEL)")
     .option("-c, --config <file>", "YAML config file (FUNCD_CONFIG)")
@@ -42,6 +47,7 @@ export function registerServer(program: Command): void {
           dataDir: flags.dataDir,
           sandbox: flags.sandbox,
           driver: flags.driver,
+          registry: flags.registry,
           logLevel: flags.logLevel ?? quietInTerminal(flags.config),
           up: flags.up,
         },

@@ -26,10 +26,11 @@ export const ConfigSchema = z.object({
   dataDir: z.string().min(1),
   token: z.string().min(16, "a token needs at least 16 characters").optional(),
   /**
-   * Where instances run: `process` (sandboxed local processes, the default) or `docker` (a container
-   * per instance on a Docker engine, each revision built into an image).
+   * Where instances run: `process` (sandboxed local processes, the default), `docker` (a container
+   * per instance on a Docker engine, each revision built into an image) or `swarm` (Swarm services on
+   * a Docker Swarm whose manager is the engine, images through `registry`).
    */
-  driver: z.enum(["process", "docker"]).default("process"),
+  driver: z.enum(["process", "docker", "swarm"]).default("process"),
   sandbox: z.enum(["auto", "bwrap", "none"]).default("auto"),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   templatesDir: z.string().default(path.join(PACKAGE_ROOT, "templates")),
@@ -116,6 +117,14 @@ export const ConfigSchema = z.object({
     .string()
     .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, "a Docker network name")
     .default("funcd"),
+  /**
+   * The registry images are pushed to for the swarm driver (`host:port`, e.g. `127.0.0.1:5000`): every
+   * node pulls the same image from it, by digest. Required with `driver: swarm`.
+   */
+  registry: z
+    .string()
+    .regex(/^[A-Za-z0-9.-]+(:[0-9]{1,5})?(\/[a-z0-9._/-]+)?$/, "a registry as host:port (optionally /path)")
+    .optional(),
   /** Stack file deployed at start-up (`funcd server --up funcd.yaml`). */
   up: z.string().optional(),
 

@@ -46,6 +46,8 @@ export const ERRORS = {
   BUILD_TEST_FAILED: { status: 422, title: "A build-time test failed" },
   IMAGE_NOT_FOUND: { status: 404, title: "Image not found" },
   IMAGE_IN_USE: { status: 409, title: "Image in use" },
+  SWARM_UNAVAILABLE: { status: 503, title: "The engine is not a Docker Swarm manager" },
+  REGISTRY_UNAVAILABLE: { status: 502, title: "The image registry cannot be used" },
   DAEMON_UNREACHABLE: { status: 503, title: "The funcd daemon cannot be reached" },
   PORT_IN_USE: { status: 500, title: "The daemon cannot listen on its port" },
   DATA_DIR_LOCKED: { status: 500, title: "Another funcd daemon uses this data dir" },

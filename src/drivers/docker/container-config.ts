@@ -12,7 +12,11 @@
  */
 import { createHash } from "node:crypto";
 import type Docker from "dockerode";
+import { containerUser } from "../common/container-user.js";
 import { contractEnv } from "../common/contract-env.js";
+
+export { containerUser, FALLBACK_USER, isRootUser } from "../common/container-user.js";
+
 import type { InstanceSpec } from "../driver.js";
 import { SECRETS_MOUNT } from "../secrets/files.js";
 import { LABELS } from "./engine.js";
@@ -25,8 +29,6 @@ export const FUNCTION_DIR = "/function";
 /** Where the socket volume is mounted in a `network: none` container, and the socket inside it. */
 export const SOCKET_DIR = "/run/funcd";
 export const SOCKET_NAME = "sock";
-/** The user a container runs as when its image would run it as root. */
-export const FALLBACK_USER = "10001:10001";
 /** Processes and threads one container may hold: enough for a runtime's thread pools, not a fork bomb. */
 export const PIDS_LIMIT = 256;
 /** Mount options of the container's private `/tmp`. */
@@ -46,17 +48,6 @@ export function containerName(instanceId: string): string {
  */
 export function socketVolumeName(instanceId: string): string {
   return `funcd-sock-${createHash("sha256").update(instanceId).digest("hex").slice(0, 16)}`;
-}
-
-/** True when an image's `USER` would run the container as root (unset, `root`, `0`, `0:…`, `root:…`). */
-export function isRootUser(user: string | undefined): boolean {
-  const name = (user ?? "").trim().split(":")[0] ?? "";
-  return name === "" || name === "root" || name === "0";
-}
-
-/** The user a container runs as: the image's own when it is not root, else `FALLBACK_USER`. */
-export function containerUser(imageUser: string | undefined): string {
-  return isRootUser(imageUser) ? FALLBACK_USER : (imageUser as string).trim();
 }
 
 /**

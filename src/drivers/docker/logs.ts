@@ -3,18 +3,10 @@
  * split into its two streams, then into lines exactly as the process driver reads a child's pipes
  * (same line splitting, same runaway-line cap, same request-id tag).
  */
-import { PassThrough } from "node:stream";
 import type Docker from "dockerode";
-import { parseTagged, readLines } from "../process/output.js";
+import { type OutputLine, readLogStream } from "../common/log-stream.js";
 
-export interface OutputLine {
-  stream: "stdout" | "stderr";
-  /** Set when the runtime tagged the line (`\x1e<id>\x1f`, see docs/runtime-contract.md). */
-  requestId?: string;
-  text: string;
-  /** When the engine says it was written (ms); only when following from a time. */
-  time?: number;
-}
+export type { OutputLine } from "../common/log-stream.js";
 
 /**
  * Where following starts: `start` — everything since the container was created (one this driver
@@ -45,41 +37,5 @@ export async function followOutput(
     // timestamp what the store already has.
     ...(after === undefined ? {} : { since: Math.floor(after / 1000), timestamps: true }),
   });
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  docker.modem.demuxStream(source, stdout, stderr);
-  const end = () => {
-    stdout.end();
-    stderr.end();
-  };
-  source.once("end", end);
-  source.once("close", end);
-  source.once("error", end);
-  const stop = () => (source as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.();
-  if (signal?.aborted) stop();
-  signal?.addEventListener("abort", stop, { once: true });
-  const read = (stream: PassThrough, name: OutputLine["stream"]) =>
-    readLines(stream, (raw) => {
-      let line = raw;
-      let time: number | undefined;
-      if (after !== undefined) {
-        // "2026-11-25T19:40:30.123456789Z text": the engine's timestamp, then the line.
-        const space = line.indexOf(" ");
-        time = Date.parse(line.slice(0, space));
-        line = line.slice(space + 1);
-        if (!Number.isNaN(time) && time <= after) return;
-      }
-      const { requestId, text } = parseTagged(line);
-      onLine({
-        stream: name,
-        text,
-        ...(requestId === undefined ? {} : { requestId }),
-        ...(time === undefined || Number.isNaN(time) ? {} : { time }),
-      });
-    });
-  try {
-    await Promise.all([read(stdout, "stdout"), read(stderr, "stderr")]);
-  } finally {
-    signal?.removeEventListener("abort", stop);
-  }
+  await readLogStream(docker, source, after, onLine, signal);
 }

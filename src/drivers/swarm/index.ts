@@ -1,0 +1,1 @@
+export { assertSwarmManager, SwarmDriver, type SwarmDriverOptions } from "./swarm-driver.js";
