@@ -176,7 +176,8 @@ node_start() {
   local n=$1
   [ -n "$(node_pid "$n")" ] && return 0
   mkdir -p "$STATE/n$n"
-  rm -f "$(node_sock "$n")"
+  # What a killed node left: its socket and pid file (the engine refuses to start over a pid file).
+  rm -f "$(node_sock "$n")" "$STATE/n$n/docker.pid"
   # docker-init (tini) is the node's PID 1: it reaps and forwards signals; killing it (SIGKILL) takes every
   # process of the node with it, which is how a node is "lost" and how `down` ends a node.
   setsid ip netns exec "fsl-n$n" unshare --mount --uts --pid --fork --mount-proc \

@@ -86,3 +86,15 @@ describe("code intake", () => {
     expect(isFuncdError(err, "INVALID_ARCHIVE")).toBe(true);
   });
 });
+
+describe("archive bombs", () => {
+  it("refuses an archive that inflates past the ratio limit even under the byte limit", async () => {
+    const archive = await tarOf((dir) => {
+      writeFileSync(path.join(dir, "zeros.bin"), Buffer.alloc(20 * 1024 * 1024));
+      return ["zeros.bin"];
+    });
+    const err = await rejection(filesFromArchive(archive, { maxBytes: 100 * 1024 * 1024 }));
+    expect(isFuncdError(err) && err.code).toBe("PAYLOAD_TOO_LARGE");
+    expect(String(err)).toMatch(/times its compressed size/);
+  });
+});

@@ -1,4 +1,5 @@
 import path from "node:path";
+import { createGunzip } from "node:zlib";
 import { Parser, type ReadEntry } from "tar";
 import { FuncdError } from "../shared/errors.js";
 import { fittingRuntimes, handlerFiles, type TemplateMeta } from "./runtimes.js";
@@ -51,6 +52,73 @@ export function filesFromMap(
 }
 
 /**
+ * Highest inflated/compressed ratio accepted once the tar stream passes {@link RATIO_FLOOR} bytes. Real code
+ * compresses 3–10×; zeros reach about 1,000×, which is what a gzip bomb is made of.
+ */
+export const MAX_INFLATE_RATIO = 200;
+const RATIO_FLOOR = 8 * 1024 * 1024;
+
+/**
+ * Inflates a .tar.gz upload with zlib's asynchronous stream (the work runs on libuv's thread pool, so the
+ * event loop keeps serving), handing each inflated chunk to `sink` and aborting as soon as the inflated
+ * bytes pass `maxBytes` or the compression ratio turns bomb-like. tar's own Parser would inflate the
+ * whole buffer synchronously in one write, which is why the gzip layer is taken off its hands.
+ * A plain (uncompressed) tar is passed through as is.
+ */
+async function inflateBounded(
+  archive: Buffer,
+  maxBytes: number,
+  sink: (chunk: Buffer) => void,
+): Promise<void> {
+  if (!(archive[0] === 0x1f && archive[1] === 0x8b)) {
+    if (archive.length > maxBytes) throw unpacksTooLarge(maxBytes);
+    sink(archive);
+    return;
+  }
+  const gunzip = createGunzip({ chunkSize: 64 * 1024 });
+  let inflated = 0;
+  await new Promise<void>((resolve, reject) => {
+    let settled = false;
+    const fail = (err: FuncdError) => {
+      if (settled) return;
+      settled = true;
+      gunzip.destroy();
+      reject(err);
+    };
+    gunzip.on("data", (chunk: Buffer) => {
+      inflated += chunk.length;
+      if (inflated > maxBytes) return fail(unpacksTooLarge(maxBytes));
+      if (inflated > RATIO_FLOOR && inflated > archive.length * MAX_INFLATE_RATIO) {
+        return fail(
+          new FuncdError(
+            "PAYLOAD_TOO_LARGE",
+            `The code unpacks to more than ${MAX_INFLATE_RATIO} times its compressed size (an archive bomb?)`,
+          ),
+        );
+      }
+      try {
+        sink(chunk);
+      } catch (err) {
+        fail(err as FuncdError);
+      }
+    });
+    gunzip.on("end", () => {
+      if (settled) return;
+      settled = true;
+      resolve();
+    });
+    gunzip.on("error", (err: Error) =>
+      fail(new FuncdError("INVALID_ARCHIVE", `The code archive is not a valid .tar.gz: ${err.message}`)),
+    );
+    gunzip.end(archive);
+  });
+}
+
+function unpacksTooLarge(maxBytes: number): FuncdError {
+  return new FuncdError("PAYLOAD_TOO_LARGE", `The code unpacks to more than ${maxBytes} bytes`);
+}
+
+/**
  * Code sent as a .tar.gz. Symlinks are kept only when they point inside the
  * tree (stored as a copy of their target); hard links, devices and links that
  * leave the tree are refused, and the uncompressed size is bounded so a small
@@ -62,6 +130,8 @@ export async function filesFromArchive(archive: Buffer, limits: IntakeLimits): P
   let total = 0;
   let failure: FuncdError | undefined;
 
+  // The tar stream holds a 512-byte header and up to 511 bytes of padding per entry on top of the files.
+  const maxStream = limits.maxBytes + ((limits.maxFiles ?? 10_000) + 2) * 1024;
   await new Promise<void>((resolve, reject) => {
     const parser = new Parser({
       strict: true,
@@ -99,10 +169,7 @@ export async function filesFromArchive(archive: Buffer, limits: IntakeLimits): P
         entry.on("data", (chunk: Buffer) => {
           total += chunk.length;
           if (total > limits.maxBytes) {
-            failure ??= new FuncdError(
-              "PAYLOAD_TOO_LARGE",
-              `The code unpacks to more than ${limits.maxBytes} bytes`,
-            );
+            failure ??= unpacksTooLarge(limits.maxBytes);
             return;
           }
           chunks.push(chunk);
@@ -116,10 +183,18 @@ export async function filesFromArchive(archive: Buffer, limits: IntakeLimits): P
       }
     });
     parser.on("end", resolve);
-    parser.on("error", (err: Error) =>
-      reject(new FuncdError("INVALID_ARCHIVE", `The code archive is not a valid .tar.gz: ${err.message}`)),
-    );
-    parser.end(archive);
+    parser.on("error", (err: Error) => {
+      failure ??= new FuncdError(
+        "INVALID_ARCHIVE",
+        `The code archive is not a valid .tar.gz: ${err.message}`,
+      );
+      reject(failure);
+    });
+    // A refused entry stops the inflate at once rather than after the rest of the archive.
+    inflateBounded(archive, maxStream, (chunk) => {
+      parser.write(chunk);
+      if (failure) throw failure;
+    }).then(() => parser.end(), reject);
   });
   if (failure) throw failure;
   for (const link of links) {

@@ -13,7 +13,7 @@ import { Agent, type Dispatcher, request } from "undici";
 import { afterAll, expect, onTestFinished } from "vitest";
 
 /** The runtimes that answer docs/runtime-contract.md; a new one is added here and in its own test file. */
-export type RuntimeName = "nodejs20" | "python3" | "go1.x";
+export type RuntimeName = "nodejs20" | "python3" | "go1.x" | "ruby";
 
 /** How to start one runtime's server. */
 export interface RuntimeCommand {

@@ -83,6 +83,8 @@ runRuntimeConformance({
     "style-auto-lambda": NO_LAMBDA,
     "style-auto-also-main": NO_LAMBDA,
     "style-forced": NO_LAMBDA,
+    "style-auto-kubeless-handler": NO_DECODING,
+    "style-auto-lambda-answers": NO_LAMBDA,
   },
 });
 

@@ -74,10 +74,11 @@ func resolve(c config, pkg Package) (Handler, error) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	listed := "(none)"
+	listed, hint := "(none)", ""
 	if len(names) > 0 {
 		listed = strings.Join(names, ", ")
+		hint = fmt.Sprintf("; deploy with --handler %s.%s", strings.TrimSuffix(pkg.Files[names[0]], ".go"), names[0])
 	}
-	return nil, loadError{fmt.Sprintf("Cannot load handler %q: the function %q of %s is missing; its functions are: %s",
-		spec, name, path, listed)}
+	return nil, loadError{fmt.Sprintf("Cannot load handler %q: the function %q of %s is missing; its functions are: %s%s",
+		spec, name, path, listed, hint)}
 }
