@@ -12,6 +12,7 @@ import * as coldstart from "./coldstart.mjs";
 import * as density from "./density.mjs";
 import * as deploy from "./deploy.mjs";
 import * as docker from "./docker.mjs";
+import * as gitDeploy from "./git-deploy.mjs";
 import { killDaemonLeftovers, sandboxMode } from "./lib/daemon.mjs";
 import { loadGenerator } from "./lib/load.mjs";
 import { findNginx } from "./lib/nginx.mjs";
@@ -23,7 +24,7 @@ import * as scaling from "./scaling.mjs";
 import * as soak from "./soak.mjs";
 import * as warm from "./warm.mjs";
 
-const BENCHMARKS = [warm, coldstart, deploy, density, routes, scaling, recording, docker, soak];
+const BENCHMARKS = [warm, coldstart, deploy, gitDeploy, density, routes, scaling, recording, docker, soak];
 /** What a plain `npm run bench` runs: all but the opt-in ones (the soak takes 5 minutes by default). */
 const DEFAULT_SET = BENCHMARKS.filter((b) => !b.optIn);
 

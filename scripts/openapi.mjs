@@ -11,7 +11,7 @@ import { ROOT, startDaemon } from "../bench/lib/daemon.mjs";
 
 const daemon = await startDaemon({ env: { FUNCD_LOG_LEVEL: "error", FUNCD_POOL_SIZE: "0" } });
 try {
-  const res = await request(`${daemon.url}/api/docs/json`);
+  const res = await request(`${daemon.adminUrl}/api/docs/json`);
   if (res.statusCode !== 200) throw new Error(`/api/docs/json answered ${res.statusCode}`);
   const document = await res.body.json();
   const file = path.join(ROOT, "docs", "openapi.json");

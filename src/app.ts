@@ -1,19 +1,20 @@
 import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
+import type http from "node:http";
 import path from "node:path";
 import { promisify } from "node:util";
 import Fastify, { type FastifyBaseLogger, LogController } from "fastify";
 import { Pool } from "undici";
-import { isControlPath, registerApi } from "./api/index.js";
+import { registerApi } from "./api/index.js";
 import { claimDataDir } from "./app-data-dir.js";
 import { createDockerParts } from "./app-docker.js";
+import { createAdminServer, createGatewayServer, listenOn, originOf, urlOf } from "./app-listeners.js";
 import { ArtifactCache } from "./builder/artifacts.js";
 import { DependencyCache } from "./builder/dependencies.js";
 import { RuntimeRegistry } from "./builder/runtimes.js";
-import { type Config, gatewayListener, PACKAGE_ROOT } from "./config/config.js";
+import { adminListener, type Config, gatewayListener, PACKAGE_ROOT } from "./config/config.js";
+import { dashboardRoutes } from "./dashboard/routes.js";
 import { Applier } from "./deploy/apply.js";
 import { Deployer } from "./deploy/deployer.js";
 import type { FunctionSpec } from "./deploy/spec.js";
@@ -24,7 +25,6 @@ import { resolveInterpreter } from "./drivers/process/interpreter.js";
 import { isRoot, uidFor } from "./drivers/process/sandbox.js";
 import { SecretsDriver } from "./drivers/secrets/secrets-driver.js";
 import { assertSwarmManager } from "./drivers/swarm/index.js";
-import { handleExpectations, sendContinue } from "./gateway/expect.js";
 import { Gateway } from "./gateway/gateway.js";
 import { RouteTable } from "./gateway/routes.js";
 import { ExecutionRecorder } from "./observability/executions.js";
@@ -56,15 +56,18 @@ export interface AppOverrides {
 
 export interface App {
   readonly config: Config;
+  /** The invocation gateway's listener (`port`). */
   readonly server: http.Server;
+  /** The admin listener (`adminPort`): console, API, docs; never a function. */
+  readonly adminServer: http.Server;
   readonly deployer: Deployer;
   readonly store: Store;
   readonly token: string;
   /** Where the token is kept, or null when it came from FUNCD_TOKEN. */
   readonly tokenFile: string | null;
   readonly logger: Logger;
-  /** Listens on the configured host/port; resolves with the base URL. */
-  listen(): Promise<string>;
+  /** Listens on the configured host, `port` and `adminPort`; resolves with both base URLs. */
+  listen(): Promise<{ url: string; adminUrl: string }>;
   /** Stops accepting, stops every instance, flushes records and closes the store. */
   close(): Promise<void>;
 }
@@ -262,28 +265,25 @@ export async function createApp(given: Config, overrides: AppOverrides = {}): Pr
     maxBodyBytes: config.maxBodyBytes,
   });
 
+  let apiHandler: (req: http.IncomingMessage, res: http.ServerResponse) => void = () => {};
   const fastify = Fastify({
     loggerInstance: logger.child({ component: "api" }) as FastifyBaseLogger,
     // Invocations are recorded as executions; per-request API log lines would only be noise.
     logController: new LogController({ disableRequestLogging: true }),
     // Code arrives base64 inside JSON: a third larger than the archive it carries.
     bodyLimit: Math.ceil(config.maxCodeBytes * 1.4) + 1024 * 1024,
+    // Fastify's own server is the admin listener; the gateway's listener shares its handler for the
+    // Bearer API (src/app-listeners.ts says which paths each origin serves, and why).
     serverFactory: (handler) => {
-      const dispatch = (req: http.IncomingMessage, res: http.ServerResponse) => {
-        const url = req.url ?? "/";
-        const q = url.indexOf("?");
-        const pathname = q === -1 ? url : url.slice(0, q);
-        if (isControlPath(pathname)) {
-          // The API reads bodies as soon as it gets them: a client waiting for 100 Continue may send now.
-          sendContinue(req, res);
-          handler(req, res);
-        } else gateway.handle(req, res);
-      };
-      const server = http.createServer(dispatch);
-      handleExpectations(server, dispatch);
-      return server;
+      apiHandler = handler;
+      return createAdminServer(handler, (req) => originOf(req, gatewayServer, config.host));
     },
   });
+  const adminServer = fastify.server;
+  const gatewayServer: http.Server = createGatewayServer(
+    { api: (req, res) => apiHandler(req, res), invoke: gateway.handle },
+    (req) => originOf(req, adminServer, config.host),
+  );
   await registerApi(fastify, {
     store,
     fleet,
@@ -330,6 +330,9 @@ export async function createApp(given: Config, overrides: AppOverrides = {}): Pr
       },
     },
   });
+  await fastify.register(
+    dashboardRoutes({ gatewayOrigin: (req) => originOf(req, gatewayServer, config.host) }),
+  );
   await fastify.ready();
   await deployer.restore();
   // Instances a previous run left (docker containers the driver adopted) that no restored revision took.
@@ -339,41 +342,50 @@ export async function createApp(given: Config, overrides: AppOverrides = {}): Pr
   // After restore: invocations left queued or running by a previous run need their functions' revisions.
   asyncInvocations.start();
 
-  const server = fastify.server;
-  // Gateway connections are reused by clients and benchmark tools; keep them open longer than theirs.
-  server.keepAliveTimeout = 65_000;
-
   let closed = false;
   return {
     config,
-    server,
+    server: gatewayServer,
+    adminServer,
     deployer,
     store,
     token,
     tokenFile,
     logger,
     async listen() {
-      await listenOrExplain(gatewayListener(config), () =>
-        fastify.listen({ port: config.port, host: config.host }),
-      );
-      const address = server.address() as AddressInfo;
-      const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
-      const url = `http://${host}:${address.port}`;
-      dataDir.announce({ gateway: url });
-      return url;
+      await listenOrExplain(gatewayListener(config), () => listenOn(gatewayServer, config.port, config.host));
+      try {
+        await listenOrExplain(adminListener(config), () =>
+          fastify.listen({ port: config.adminPort, host: config.host }),
+        );
+      } catch (err) {
+        gatewayServer.close();
+        throw err;
+      }
+      const listening = { url: urlOf(gatewayServer), adminUrl: urlOf(adminServer) };
+      dataDir.announce({ gateway: listening.url, admin: listening.adminUrl });
+      logger.info(listening, "listening");
+      return listening;
     },
     async close() {
       if (closed) return;
       closed = true;
-      server.closeIdleConnections?.();
+      gatewayServer.closeIdleConnections?.();
+      adminServer.closeIdleConnections?.();
+      const gatewayClosed = new Promise<void>((resolve) => {
+        if (!gatewayServer.listening) return resolve();
+        gatewayServer.close(() => resolve());
+      });
       const closing = fastify.close();
       // Before the fleet goes: deliveries in flight get a moment to finish and be recorded.
       await asyncInvocations.close();
       dependencies.dispose();
       await fleet.dispose();
       await driver.dispose();
-      server.closeAllConnections?.();
+      gatewayServer.closeAllConnections?.();
+      adminServer.closeAllConnections?.();
       await closing;
+      await gatewayClosed;
       pruner.cancel();
       docker.close();
       await recorder.close();

@@ -79,9 +79,10 @@ export async function startDaemon({ nodeArgs = [], env = {}, startTimeoutMs = 30
         if (listening) return; // the rest is the log: `onStdout` may want it, the search for the URL not
         stdout += d;
         const m = /^funcd (http:\/\/\S+)$/m.exec(stdout);
-        if (m) {
+        const admin = /^ {2}admin +(http:\/\/\S+)/m.exec(stdout);
+        if (m && admin) {
           listening = true;
-          announced(m[1]);
+          announced([m[1], admin[1]]);
         }
       },
     },
@@ -90,6 +91,8 @@ export async function startDaemon({ nodeArgs = [], env = {}, startTimeoutMs = 30
     pid: child.pid,
     dataDir,
     url: "",
+    /** The admin listener (console, API, docs); the API answers Bearer clients on `url` too. */
+    adminUrl: "",
     token: "",
     output: () => child.output(),
     /** Resolves when the daemon process has exited. */
@@ -106,7 +109,7 @@ export async function startDaemon({ nodeArgs = [], env = {}, startTimeoutMs = 30
         throw new Error(`funcd server did not listen within ${startTimeoutMs} ms:\n${child.output()}`);
       }),
     ]);
-    daemon.url = started;
+    [daemon.url, daemon.adminUrl] = started;
     daemon.token = readFileSync(path.join(dataDir, "token"), "utf8").trim();
   } catch (err) {
     await daemon.stop();

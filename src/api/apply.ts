@@ -2,7 +2,12 @@ import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import type { Applier } from "../deploy/apply.js";
+import type { Deployer } from "../deploy/deployer.js";
+import { FUNCTION_NAME } from "../deploy/spec.js";
+import type { Fleet } from "../scaler/fleet.js";
+import type { Store } from "../store/types.js";
 import { respondWithProgress } from "./progress.js";
+import { deployView } from "./views.js";
 
 const FileMap = z.record(z.string(), z.union([z.string(), z.object({ base64: z.string() })]));
 
@@ -35,7 +40,7 @@ const ApplyBody = z.object({
 });
 
 /** `POST /api/v1/apply`: functions described for funcd, Kyma, Kubeless or OpenFaaS, deployed as they are. */
-export function applyRoutes(applier: Applier) {
+export function applyRoutes(applier: Applier, deps: { deployer: Deployer; store: Store; fleet: Fleet }) {
   return async (root: FastifyInstance): Promise<void> => {
     const app = root.withTypeProvider<ZodTypeProvider>();
     app.post(
@@ -59,6 +64,25 @@ export function applyRoutes(applier: Applier) {
           (result) => ({ status: 200, body: result }),
         );
       },
+    );
+
+    app.post(
+      "/api/v1/functions/:name/sync",
+      {
+        schema: {
+          tags: ["functions"],
+          summary: "Fetch a git-sourced function's ref again and deploy it when it moved",
+          params: z.object({ name: z.string().regex(FUNCTION_NAME, "not a valid function name") }),
+        },
+      },
+      async (request, reply) =>
+        respondWithProgress(
+          request,
+          reply,
+          "sync",
+          (onProgress) => deps.deployer.sync(request.params.name, onProgress),
+          (result) => ({ status: 200, body: deployView(result, deps.store, deps.fleet) }),
+        ),
     );
   };
 }

@@ -3,7 +3,6 @@ import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import type { FastifyInstance } from "fastify";
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
-import { dashboardPage } from "../dashboard/page.js";
 import type { Applier } from "../deploy/apply.js";
 import type { DaemonMetrics } from "../observability/metrics.js";
 import { FuncdError } from "../shared/errors.js";
@@ -95,13 +94,9 @@ export async function registerApi(app: FastifyInstance, deps: ApiDeps): Promise<
   app.get("/metrics", { schema: { hide: true } }, async (_request, reply) =>
     reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics()),
   );
-  app.get("/ui", { schema: { hide: true } }, async (_request, reply) => reply.redirect("/ui/"));
-  app.get("/ui/", { schema: { hide: true } }, async (_request, reply) =>
-    reply.type("text/html; charset=utf-8").send(dashboardPage()),
-  );
 
   await app.register(functionRoutes(deps));
-  if (deps.applier) await app.register(applyRoutes(deps.applier));
+  if (deps.applier) await app.register(applyRoutes(deps.applier, deps));
   await app.register(executionRoutes({ store: deps.store, logs: deps.logs, now: () => Date.now() }));
   if (deps.async) await app.register(asyncRoutes({ store: deps.store, ...deps.async }));
   if (deps.images) await app.register(imageRoutes(deps.images));

@@ -43,6 +43,8 @@ export function functionView(record: FunctionRecord, store: Store, fleet: Fleet)
     tests: spec.tests?.length ?? 0,
     // Names only: values never leave the secret store.
     secrets: spec.secrets ?? [],
+    // The git source (url, ref, dir, secret name, the serving commit); never credentials.
+    source: spec.source ?? null,
     url: `/function/${record.name}`,
     instances: (live?.instances ?? []).map((i) => ({ ...i, startedAt: new Date(i.startedAt).toISOString() })),
     waiting: live?.waiting ?? 0,
@@ -70,6 +72,7 @@ export function revisionView(revision: RevisionRecord, activeId: string | null, 
     handler: revision.spec.handler,
     dependencies: revision.depsKey ? { key: revision.depsKey } : null,
     image: revision.image ?? null,
+    commit: revision.spec.source?.git.commit ?? null,
     ...(withLog ? { buildLog: revision.buildLog ?? null } : {}),
   };
 }

@@ -20,6 +20,7 @@ import { register as revisions } from "./verbs/revisions.js";
 import { register as rollback } from "./verbs/rollback.js";
 import { register as scale } from "./verbs/scale.js";
 import { register as secret } from "./verbs/secret.js";
+import { register as sync } from "./verbs/sync.js";
 import { register as up } from "./verbs/up.js";
 
 /** In the order `funcd --help` lists them: the write → deploy → invoke loop first. */
@@ -28,6 +29,7 @@ const VERBS = [
   deploy,
   up,
   apply,
+  sync,
   invoke,
   list,
   describe,

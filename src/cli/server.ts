@@ -1,7 +1,7 @@
 import path from "node:path";
 import type { Command } from "commander";
 import type { App } from "../app.js";
-import { gatewayListener, loadConfig } from "../config/config.js";
+import { adminListener, gatewayListener, loadConfig } from "../config/config.js";
 import { DeployRequestSchema } from "../deploy/spec.js";
 import { FuncdError, messageOf } from "../shared/errors.js";
 import { probeListen } from "../shared/listen.js";
@@ -10,6 +10,7 @@ import { readStack } from "./stack.js";
 
 interface ServerFlags {
   port?: string;
+  adminPort?: string;
   host?: string;
   dataDir?: string;
   sandbox?: string;
@@ -28,6 +29,10 @@ export function registerServer(program: Command): void {
     .alias("start")
     .description("Run the funcd daemon (process or docker driver + SQLite in the data dir)")
     .option("-p, --port <port>", "port to listen on (FUNCD_PORT, default 8080)")
+    .option(
+      "--admin-port <port>",
+      "port of the admin listener: console, API, docs (FUNCD_ADMIN_PORT, default port + 1)",
+    )
     .option("--host <host>", "address to bind (FUNCD_HOST, default 127.0.0.1)")
     .option(
       "--driver <driver>",
@@ -43,6 +48,7 @@ export function registerServer(program: Command): void {
       const config = loadConfig({
         flags: {
           port: flags.port,
+          adminPort: flags.adminPort,
           host: flags.host,
           dataDir: flags.dataDir,
           sandbox: flags.sandbox,
@@ -55,24 +61,28 @@ export function registerServer(program: Command): void {
       });
       // A busy port fails before any work (the listen itself reports it the same way if it is taken later).
       await probeListen(gatewayListener(config));
+      await probeListen(adminListener(config));
       // Loaded here, not at the top: every other verb would otherwise pay for loading the whole daemon.
       const { createApp } = await import("../app.js");
       const app = await createApp(config);
-      let url: string;
+      let listening: { url: string; adminUrl: string };
       try {
-        url = await app.listen();
+        listening = await app.listen();
       } catch (err) {
         // A busy port: stop what createApp started (instances, pool, timers), then report; main.ts exits.
         await closeWithin(app, 10_000);
         throw err;
       }
+      const { url, adminUrl } = listening;
       const print = (line = "") => process.stdout.write(`${line}\n`);
       print();
       print(`funcd ${url}`);
       print(`  invoke     ${url}/function/<name>`);
-      print(`  API        ${url}/api/v1   (token: ${app.tokenFile ?? "from FUNCD_TOKEN"})`);
-      print(`  API docs   ${url}/api/docs`);
-      print(`  dashboard  ${url}/ui/`);
+      print(`  admin      ${adminUrl}   (console, API, docs: an origin no function serves from)`);
+      print(`  console    ${adminUrl}/ui/`);
+      print(`  API        ${adminUrl}/api/v1   (token: ${app.tokenFile ?? "from FUNCD_TOKEN"})`);
+      print(`             ${url}/api/v1   (the same API for Bearer clients: the CLI, curl)`);
+      print(`  API docs   ${adminUrl}/api/docs`);
       print(`  metrics    ${url}/metrics`);
       print(`  data dir   ${config.dataDir}`);
       print();

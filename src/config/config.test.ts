@@ -30,6 +30,27 @@ describe("config", () => {
     expect(config.dataDir).toBe(dir);
   });
 
+  it("puts the admin listener on port + 1 unless told otherwise, and on a free port when port is 0", () => {
+    const env = { FUNCD_DATA_DIR: "/tmp/x" };
+    expect(loadConfig({ env }).adminPort).toBe(8081);
+    expect(loadConfig({ env, flags: { port: "9000" } }).adminPort).toBe(9001);
+    expect(loadConfig({ env, flags: { port: "0" } }).adminPort).toBe(0);
+    expect(loadConfig({ env: { ...env, FUNCD_ADMIN_PORT: "7777" } }).adminPort).toBe(7777);
+    expect(loadConfig({ env, flags: { port: "9000", adminPort: "0" } }).adminPort).toBe(0);
+    const problemOf = (flags: Record<string, string>) => {
+      try {
+        loadConfig({ env, flags });
+      } catch (err) {
+        return String((err as FuncdError).extra.errors);
+      }
+      return "";
+    };
+    expect(problemOf({ port: "9000", adminPort: "9000" })).toMatch(
+      /^adminPort \(FUNCD_ADMIN_PORT\): .*port of its own/,
+    );
+    expect(problemOf({ port: "65535" })).toMatch(/--admin-port/);
+  });
+
   it("lists every problem at once with the variable to fix, in the problem's errors (not twice)", () => {
     let thrown: unknown;
     try {

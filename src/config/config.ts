@@ -22,6 +22,11 @@ const MiB = 1024 * 1024;
  */
 export const ConfigSchema = z.object({
   port: z.coerce.number().int().min(0).max(65_535).default(8080),
+  /**
+   * The admin listener's port: console, API and docs on an origin no function serves from (default: `port`
+   * + 1; 0 with `port` 0 picks a free one). See src/app-listeners.ts.
+   */
+  adminPort: z.coerce.number().int().min(0).max(65_535).optional(),
   host: z.string().min(1).default("127.0.0.1"),
   dataDir: z.string().min(1),
   token: z.string().min(16, "a token needs at least 16 characters").optional(),
@@ -141,7 +146,7 @@ export const ConfigSchema = z.object({
   poolMemoryMb: z.coerce.number().int().min(32).default(256),
 });
 
-export type Config = Readonly<z.output<typeof ConfigSchema>>;
+export type Config = Readonly<Omit<z.output<typeof ConfigSchema>, "adminPort"> & { adminPort: number }>;
 
 /** Flag / file key → FUNCD_ variable name: `dataDir` → `FUNCD_DATA_DIR`. */
 export function envName(key: string): string {
@@ -186,7 +191,17 @@ export function loadConfig(sources: ConfigSources = {}): Config {
       { extra: { errors: problems } },
     );
   }
-  const config = { ...parsed.data, dataDir: path.resolve(parsed.data.dataDir) };
+  const { port } = parsed.data;
+  const adminPort = parsed.data.adminPort ?? (port === 0 ? 0 : port + 1);
+  if (adminPort > 65_535 || (adminPort !== 0 && adminPort === port)) {
+    const problem = `adminPort (FUNCD_ADMIN_PORT): the admin listener needs a port of its own, not ${adminPort} (port is ${port}); set --admin-port`;
+    throw new FuncdError(
+      "CONFIG_INVALID",
+      `1 setting is not valid (set by a flag, a FUNCD_* variable or the config file${file ? ` ${file}` : ""}):`,
+      { extra: { errors: [problem] } },
+    );
+  }
+  const config = { ...parsed.data, adminPort, dataDir: path.resolve(parsed.data.dataDir) };
   return Object.freeze(config);
 }
 
@@ -203,6 +218,17 @@ function readConfigFile(file: string): Record<string, unknown> {
     throw new FuncdError("CONFIG_INVALID", `Config file ${file} must hold a mapping of settings`);
   }
   return value as Record<string, unknown>;
+}
+
+/** The admin listener's address (console, API, docs) and the settings that choose it. */
+export function adminListener(config: Config): ListenerSetting {
+  return {
+    what: "the admin listener (console, API, docs)",
+    host: config.host,
+    port: config.adminPort,
+    flag: "--admin-port",
+    env: "FUNCD_ADMIN_PORT",
+  };
 }
 
 /** The gateway/API listener's address and the settings that choose it, for start-up problems. */

@@ -6,7 +6,13 @@
  */
 import type { RuntimeRegistry } from "../builder/runtimes.js";
 import { readManifests } from "../manifests/read.js";
-import type { ConvertedFunction, IgnoredField, ManifestFormat, ManifestProblem } from "../manifests/types.js";
+import type {
+  ConvertedFunction,
+  GitSourceRef,
+  IgnoredField,
+  ManifestFormat,
+  ManifestProblem,
+} from "../manifests/types.js";
 import { FuncdError, messageOf } from "../shared/errors.js";
 import type { Store } from "../store/types.js";
 import type { Deployer } from "./deployer.js";
@@ -58,11 +64,6 @@ export interface ApplierDeps {
   store: Store;
   deployer: Deployer;
   runtimes: RuntimeRegistry;
-  /** Turns a git source into files (and the commit); absent: git sources are refused. */
-  fetchGit?: (
-    fn: ConvertedFunction & { code: { kind: "git" } },
-    onProgress: (message: string) => void,
-  ) => Promise<{ files: FileMap; commit: string }>;
 }
 
 export class Applier {
@@ -116,7 +117,10 @@ export class Applier {
           problems.push({ path: `${at} ${issue.path.join(".") || "spec"}`, message: issue.message });
         continue;
       }
-      const missing = (parsed.data.secrets ?? []).filter((s) => this.#d.store.secrets.get(s) === undefined);
+      const gitSecret = parsed.data.source?.git.secret;
+      const missing = [...(parsed.data.secrets ?? []), ...(gitSecret ? [gitSecret] : [])].filter(
+        (s) => this.#d.store.secrets.get(s) === undefined,
+      );
       for (const secret of missing)
         problems.push({
           path: at,
@@ -159,20 +163,8 @@ export class Applier {
         continue;
       }
       try {
-        let deployBody = body;
-        if (fn.code.kind === "git") {
-          if (!this.#d.fetchGit)
-            throw new FuncdError("BAD_REQUEST", `${fn.label}: this daemon cannot fetch git sources`);
-          onProgress(
-            `${fn.name}: fetching ${fn.code.git.url}${fn.code.git.ref ? ` (${fn.code.git.ref})` : ""}`,
-          );
-          const fetched = await this.#d.fetchGit(fn as ConvertedFunction & { code: { kind: "git" } }, (m) =>
-            onProgress(`${fn.name}: ${m}`),
-          );
-          deployBody = { ...body, files: fetched.files };
-        }
         const existed = this.#d.store.functions.get(fn.name) !== undefined;
-        const result = await this.#d.deployer.deploy(deployBody, {
+        const result = await this.#d.deployer.deploy(body, {
           onProgress: (message) => onProgress(`${fn.name}: ${message}`),
         });
         items.push({
@@ -221,7 +213,7 @@ export class Applier {
     request: ApplyRequest,
     at: string,
     problems: ManifestProblem[],
-  ): { files?: FileMap } {
+  ): { files?: FileMap; source?: { git: GitSourceRef } } {
     switch (fn.code.kind) {
       case "inline":
         return { files: fn.code.files };
@@ -237,8 +229,8 @@ export class Applier {
         return { files: { ...files, ...fn.code.extraFiles } };
       }
       case "git":
-        if (!this.#d.fetchGit) problems.push({ path: at, message: "this daemon cannot fetch git sources" });
-        return {};
+        // The deployer fetches it (and `funcd sync` again later), with the credentials of its secret.
+        return { source: { git: fn.code.git } };
       case "current":
         return {};
     }

@@ -1,6 +1,7 @@
 import type { ArtifactCache } from "../builder/artifacts.js";
-import { checkHandlerFile, readCode } from "../builder/code.js";
+import { type CodeFile, checkHandlerFile, readCode } from "../builder/code.js";
 import type { DependencyCache } from "../builder/dependencies.js";
+import { fetchGitSource } from "../builder/git.js";
 import type { RuntimeRegistry, TemplateMeta } from "../builder/runtimes.js";
 import type { RouteTable } from "../gateway/routes.js";
 import type { Fleet, LiveInstance } from "../scaler/fleet.js";
@@ -116,6 +117,25 @@ export class Deployer {
     );
   }
 
+  /**
+   * Deploys a git-sourced function again from its ref (`funcd sync`): a moved branch is a new revision,
+   * an unmoved one changes nothing; a fetch that fails leaves the serving revision alone.
+   */
+  sync(name: string, onProgress?: Progress): Promise<DeployResult> {
+    const current = this.#require(name);
+    if (!current.spec.source?.git) {
+      throw new FuncdError(
+        "BAD_REQUEST",
+        `Function "${name}" has no git source to sync; deploy it with source.git (or a Kyma gitRepository)`,
+      );
+    }
+    const { commit: _commit, ...git } = current.spec.source.git;
+    return this.deploy(
+      { ...current.spec, source: { git } } as DeployRequest,
+      onProgress ? { onProgress } : {},
+    );
+  }
+
   rollback(name: string, to?: string): Promise<DeployResult> {
     return this.#serialized(name, () => this.#rollback(name, to));
   }
@@ -197,7 +217,7 @@ export class Deployer {
     const { files, archive, ...requested } = request;
     // Aliases (python, python312, …) are stored under the template's own runtime name, so every part
     // of funcd — drivers included — sees one name per runtime.
-    const spec: FunctionSpec = { ...requested, runtime: this.#o.runtimes.get(requested.runtime).runtime };
+    let spec: FunctionSpec = { ...requested, runtime: this.#o.runtimes.get(requested.runtime).runtime };
     const name = spec.name;
     const existing = this.#o.store.functions.get(name);
     if (mustCreate && existing) {
@@ -224,16 +244,24 @@ export class Deployer {
 
     progress("reading code");
     let manifest: ManifestEntry[];
+    let code: CodeFile[] | undefined;
     if (files !== undefined || archive !== undefined) {
-      const code = await readCode({ files, archive }, { maxBytes: this.#o.maxCodeBytes });
+      code = await readCode({ files, archive }, { maxBytes: this.#o.maxCodeBytes });
+    } else if (spec.source?.git) {
+      const fetched = await this.#fetchGit(name, spec.source.git, progress);
+      code = fetched.files;
+      spec = { ...spec, source: { git: { ...spec.source.git, commit: fetched.commit } } };
+    }
+    if (code !== undefined) {
       checkHandlerFile(
         spec.handler,
         code.map((f) => f.path),
         template,
         this.#o.runtimes.templates(),
       );
+      const fetched = code;
       manifest = this.#o.store.transaction(() =>
-        code.map((f) => ({
+        fetched.map((f) => ({
           path: f.path,
           hash: this.#o.store.blobs.put(f.data),
           size: f.data.length,
@@ -484,6 +512,38 @@ export class Deployer {
           extra: { route, owner },
         });
       }
+    }
+  }
+
+  /** The code of a git source, with the credentials of its secret (read here, never stored with the spec). */
+  async #fetchGit(
+    name: string,
+    git: NonNullable<FunctionSpec["source"]>["git"],
+    progress: Progress,
+  ): Promise<{ files: CodeFile[]; commit: string }> {
+    let credential: Buffer | undefined;
+    if (git.secret !== undefined) {
+      credential = this.#o.store.secrets.value(git.secret);
+      if (credential === undefined) {
+        throw new FuncdError(
+          "SECRET_NOT_FOUND",
+          `Cannot deploy "${name}": its git source uses secret "${git.secret}", which does not exist; create it first (funcd secret set ${git.secret}). Nothing changed.`,
+          { extra: { missing: [git.secret] } },
+        );
+      }
+    }
+    try {
+      return await fetchGitSource(git, { credential, maxBytes: this.#o.maxCodeBytes, onProgress: progress });
+    } catch (err) {
+      if (!(err instanceof FuncdError)) throw err;
+      throw new FuncdError(
+        err.code,
+        `Cannot deploy "${name}": ${err.message}. The previous revision keeps serving.`,
+        {
+          cause: err,
+          extra: err.extra,
+        },
+      );
     }
   }
 

@@ -25,11 +25,14 @@ export function cleanEnv(extra: Record<string, string> = {}): Record<string, str
 }
 
 export interface Daemon {
+  /** The invocation gateway (functions; also the API for Bearer clients). */
   url: string;
+  /** The admin listener: console, API, docs. */
+  adminUrl: string;
   dataDir: string;
   token: string;
   output(): string;
-  /** Calls the control API with the token. */
+  /** Calls the control API with the token (on the admin listener). */
   api(method: string, apiPath: string, body?: unknown, headers?: Record<string, string>): Promise<Reply>;
   /** Calls an invocation path (no token). */
   call(
@@ -79,14 +82,15 @@ export async function startDaemon(options: StartOptions = {}): Promise<Daemon> {
   child.stderr?.on("data", (d: Buffer) => {
     output += d.toString();
   });
-  const url = await new Promise<string>((resolve, reject) => {
+  const [url, adminUrl] = await new Promise<[string, string]>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`daemon did not start in 30 s:\n${output}`)), 30_000);
     const onData = () => {
       const match = /^funcd (http:\/\/\S+)$/m.exec(output);
+      const admin = /^ {2}admin +(http:\/\/\S+)/m.exec(output);
       const upDone = !(options.args ?? []).includes("--up") || /Deploying[\s\S]*\n\n/.test(output);
-      if (match?.[1] && upDone) {
+      if (match?.[1] && admin?.[1] && upDone) {
         clearTimeout(timer);
-        resolve(match[1]);
+        resolve([match[1], admin[1]]);
       }
     };
     child.stdout?.on("data", onData);
@@ -99,12 +103,13 @@ export async function startDaemon(options: StartOptions = {}): Promise<Daemon> {
 
   const daemon: Daemon = {
     url,
+    adminUrl,
     dataDir,
     token,
     process: child,
     output: () => output,
     api: (method, apiPath, body, headers = {}) =>
-      send(url + apiPath, method, body === undefined ? undefined : JSON.stringify(body), {
+      send(adminUrl + apiPath, method, body === undefined ? undefined : JSON.stringify(body), {
         authorization: `Bearer ${token}`,
         ...(body === undefined ? {} : { "content-type": "application/json" }),
         ...headers,

@@ -4,7 +4,14 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { create } from "tar";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Daemon, nodeFunction, processesMentioning, removeDir, startDaemon } from "../helpers/daemon.js";
+import {
+  type Daemon,
+  nodeFunction,
+  processesMentioning,
+  removeDir,
+  send,
+  startDaemon,
+} from "../helpers/daemon.js";
 
 const HELLO_V1 = "module.exports = { main: () => 'v1' };";
 const HELLO_V2 = "module.exports = { main: () => 'v2' };";
@@ -475,7 +482,7 @@ describe("observability and docs", () => {
   });
 
   it("serves the OpenAPI document and interactive docs without a token", async () => {
-    const doc = await daemon.call("GET", "/api/docs/json");
+    const doc = await send(`${daemon.adminUrl}/api/docs/json`, "GET");
     expect(doc.status).toBe(200);
     const openapi = doc.json<{ openapi: string; paths: Record<string, unknown> }>();
     expect(openapi.openapi).toMatch(/^3\./);
@@ -486,7 +493,7 @@ describe("observability and docs", () => {
         "/api/v1/functions/{name}/logs",
       ]),
     );
-    const ui = await daemon.call("GET", "/api/docs/");
+    const ui = await send(`${daemon.adminUrl}/api/docs/`, "GET");
     expect(ui.status).toBe(200);
     expect(ui.text).toContain("swagger");
   });

@@ -204,10 +204,36 @@ describe("process sandbox", () => {
   });
 });
 
+describe("failed starts", () => {
+  it("a spawn that fails synchronously (a NUL byte in env) is a clear error and leaves no run folder or cgroup", async () => {
+    const runDir = join(dataDir, "run-badenv");
+    const driver = driverFactory("run-badenv", {})(() => undefined);
+    onTestFinished(() => driver.dispose());
+    const spec: InstanceSpec = {
+      instanceId: "badenv-1",
+      functionName: "badenv",
+      revisionId: "r1",
+      runtime: "nodejs20",
+      artifactDir: await prepareArtifact({ "handler.js": "exports.main = () => 'x';" }),
+      handler: "handler.main",
+      env: { BROKEN: "a\0b" },
+      memoryMb: 128,
+      timeoutMs: 10_000,
+    };
+    await expect(driver.start(spec)).rejects.toMatchObject({
+      code: "SANDBOX_UNAVAILABLE",
+      message: expect.stringMatching(/Cannot start instance badenv-1.*null bytes/),
+    });
+    expect(await readdir(runDir).catch(() => [])).toEqual([]);
+    const root = await findCgroupRoot();
+    if (root !== undefined) expect(await listCgroups(join(root.base, "funcd", runKey(runDir)))).toEqual([]);
+  });
+});
+
 // Last, after every case above has cleaned up after itself.
 describe("process driver clean-up", () => {
   it("leaves no instance dirs, processes or cgroups behind", async () => {
-    const runDirs = ["run", "run-plain", "run-sandbox"].map((name) => join(dataDir, name));
+    const runDirs = ["run", "run-plain", "run-sandbox", "run-badenv"].map((name) => join(dataDir, name));
     for (const runDir of runDirs) {
       expect(await readdir(runDir).catch(() => [])).toEqual([]);
     }
