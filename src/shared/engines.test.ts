@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import path from "node:path";
-import semver from "semver";
 import { describe, expect, it } from "vitest";
 
 /**
@@ -8,6 +8,11 @@ import { describe, expect, it } from "vitest";
  * installs. npm only warns when a dependency wants more (cookie@2 wanted Node 22 while we said 20.18), so
  * this keeps the promise true: each locked package's own `engines.node` must admit all of ours.
  */
+// npm's own range logic; loaded untyped so the check needs no @types package (two functions are used).
+const semver = createRequire(import.meta.url)("semver") as {
+  subset(range: string, of: string): boolean;
+  satisfies(version: string, range: string): boolean;
+};
 const root = path.resolve(import.meta.dirname, "..", "..");
 const pkg = JSON.parse(readFileSync(path.join(root, "package.json"), "utf8")) as {
   engines: { node: string };
