@@ -230,10 +230,65 @@ describe("failed starts", () => {
   });
 });
 
+describe("process limits", () => {
+  const FORKER = `
+const { spawn } = require("node:child_process");
+exports.main = async () => {
+  let started = 0;
+  let failed = null;
+  const kids = [];
+  for (let i = 0; i < 400 && failed === null; i++) {
+    try {
+      const child = spawn("/bin/sleep", ["30"], { stdio: "ignore" });
+      const err = await new Promise((done) => { child.once("spawn", () => done(null)); child.once("error", done); });
+      if (err) failed = err.code;
+      else { kids.push(child); started++; }
+    } catch (err) {
+      failed = err.code;
+    }
+  }
+  for (const child of kids) child.kill("SIGKILL");
+  return { started, failed };
+};`;
+
+  it("an instance cannot start more than 256 processes and threads, and keeps answering", async () => {
+    const driver = driverFactory("run-pids", {})(() => undefined);
+    onTestFinished(() => driver.dispose());
+    const info = await driver.start({
+      instanceId: "forker-1",
+      functionName: "forker",
+      revisionId: "r1",
+      runtime: "nodejs20",
+      artifactDir: await prepareArtifact({ "handler.js": FORKER }),
+      handler: "handler.main",
+      env: {},
+      memoryMb: 1024,
+      timeoutMs: 60_000,
+    });
+    const first = await invokeInstance(info.address, {
+      body: "{}",
+      headers: { "content-type": "application/json" },
+    });
+    expect(first.status).toBe(200);
+    const { started, failed } = JSON.parse(first.text) as { started: number; failed: string | null };
+    expect(failed).toBe("EAGAIN");
+    expect(started).toBeLessThan(256);
+    expect(started).toBeGreaterThan(100);
+    // The instance (and the driver) still work once the children are gone.
+    const again = await invokeInstance(info.address, {
+      body: "{}",
+      headers: { "content-type": "application/json" },
+    });
+    expect(again.status).toBe(200);
+  });
+});
+
 // Last, after every case above has cleaned up after itself.
 describe("process driver clean-up", () => {
   it("leaves no instance dirs, processes or cgroups behind", async () => {
-    const runDirs = ["run", "run-plain", "run-sandbox", "run-badenv"].map((name) => join(dataDir, name));
+    const runDirs = ["run", "run-plain", "run-sandbox", "run-badenv", "run-pids"].map((name) =>
+      join(dataDir, name),
+    );
     for (const runDir of runDirs) {
       expect(await readdir(runDir).catch(() => [])).toEqual([]);
     }
