@@ -6,6 +6,7 @@
 //   npm run bench -- warm              # one (or several) of: warm, coldstart, deploy, density, routes
 //   npm run bench -- --quick density   # shortened runs, to check the suite works (not for quoting)
 //   npm run bench -- soak              # opt-in (not in a plain run): 5 min of mixed load; --duration 60 shortens
+//   npm run bench -- swarm             # opt-in: the swarm driver on the lab (sudo scripts/swarm-lab.sh up) vs docker
 //
 // Needs the build (npm install does it) and wrk + nginx (bash scripts/bench-deps.sh). See bench/README.md.
 import * as coldstart from "./coldstart.mjs";
@@ -22,9 +23,22 @@ import * as recording from "./recording.mjs";
 import * as routes from "./routes.mjs";
 import * as scaling from "./scaling.mjs";
 import * as soak from "./soak.mjs";
+import * as swarm from "./swarm.mjs";
 import * as warm from "./warm.mjs";
 
-const BENCHMARKS = [warm, coldstart, deploy, gitDeploy, density, routes, scaling, recording, docker, soak];
+const BENCHMARKS = [
+  warm,
+  coldstart,
+  deploy,
+  gitDeploy,
+  density,
+  routes,
+  scaling,
+  recording,
+  docker,
+  soak,
+  swarm,
+];
 /** What a plain `npm run bench` runs: all but the opt-in ones (the soak takes 5 minutes by default). */
 const DEFAULT_SET = BENCHMARKS.filter((b) => !b.optIn);
 

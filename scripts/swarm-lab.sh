@@ -176,8 +176,9 @@ node_start() {
   local n=$1
   [ -n "$(node_pid "$n")" ] && return 0
   mkdir -p "$STATE/n$n"
-  # What a killed node left: its socket and pid file (the engine refuses to start over a pid file).
-  rm -f "$(node_sock "$n")" "$STATE/n$n/docker.pid"
+  # What a killed node left: its socket, pid file (the engine refuses to start over one) and exec root —
+  # containerd's pid file there names a pid of the dead PID namespace, which may be alive in the new one.
+  rm -rf "$(node_sock "$n")" "$STATE/n$n/docker.pid" "$STATE/n$n/exec"
   # docker-init (tini) is the node's PID 1: it reaps and forwards signals; killing it (SIGKILL) takes every
   # process of the node with it, which is how a node is "lost" and how `down` ends a node.
   setsid ip netns exec "fsl-n$n" unshare --mount --uts --pid --fork --mount-proc \

@@ -80,3 +80,37 @@ describe("revision ids", () => {
     expect(revisionId("fn", parse({ tests: [{}] }), files)).toBe(base);
   });
 });
+
+describe("hostile values", () => {
+  it.each([
+    ["a NUL byte", "a\0b"],
+    ["an escape character", "\x1b[31mred"],
+    ["a DEL", "x\x7f"],
+  ])("refuses an env value with %s and names the variable", (_what, value) => {
+    const bad = FunctionSpecSchema.safeParse({ name: "fn", env: { GREETING: value } });
+    expect(bad.success).toBe(false);
+    expect(bad.error?.issues[0]?.message).toMatch(/GREETING.*control character/);
+  });
+
+  it("keeps tabs and newlines in env values (PEM keys, lists)", () => {
+    expect(parse({ env: { KEY: "-----BEGIN-----\nabc\n\tdef" } }).env).toEqual({
+      KEY: "-----BEGIN-----\nabc\n\tdef",
+    });
+  });
+
+  it.each(["/./api", "/x/../api", "//api", "/a//b", "/a/.", "/a/.."])("refuses the route %j", (route) => {
+    const bad = FunctionSpecSchema.safeParse({ name: "fn", routes: [route] });
+    expect(bad.success).toBe(false);
+    expect(bad.error?.issues[0]?.message).toMatch(/empty or dot segment/);
+  });
+
+  it("refuses a route listed twice, also after trailing-slash normalisation", () => {
+    const bad = FunctionSpecSchema.safeParse({ name: "fn", routes: ["/sum", "/sum/"] });
+    expect(bad.success).toBe(false);
+    expect(bad.error?.issues[0]?.message).toMatch(/"\/sum" is listed twice/);
+  });
+
+  it("keeps ordinary routes with dots inside segments", () => {
+    expect(parse({ routes: ["/v1.2/sum", "/a/b/"] }).routes).toEqual(["/v1.2/sum", "/a/b"]);
+  });
+});

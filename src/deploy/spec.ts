@@ -46,6 +46,21 @@ export const RouteSchema = z
   .regex(/^\/[A-Za-z0-9._~\-/]*$/, "a route is an absolute path such as /sum")
   .transform((r) => (r.length > 1 ? r.replace(/\/+$/, "") : r))
   .superRefine((r, ctx) => {
+    // The gateway matches routes on the raw path: "/./api" or "//api" would never be asked for by a client
+    // that normalises, and would shadow or dodge the reserved prefixes for one that does not.
+    if (
+      r !== "/" &&
+      r
+        .slice(1)
+        .split("/")
+        .some((seg) => seg === "" || seg === "." || seg === "..")
+    ) {
+      ctx.addIssue({
+        code: "custom",
+        message: `route "${r}" has an empty or dot segment ("//", "/./", "/../"); write the path plainly`,
+      });
+      return;
+    }
     if (r === "/" || RESERVED_PREFIXES.some((p) => r === p || r.startsWith(`${p}/`))) {
       ctx.addIssue({
         code: "custom",
@@ -156,7 +171,23 @@ export const FunctionSpecFields = z.object({
     .describe(
       "kubeless: main(event, context); lambda: AWS payload 2.0 events; auto: lambda when the export is `handler`",
     ),
-  env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string()).default({}),
+  env: z
+    .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string())
+    .superRefine((env, ctx) => {
+      // execve cannot carry a NUL and terminals act on escapes: only tab, newline and carriage return pass.
+      for (const [name, value] of Object.entries(env)) {
+        // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
+        const bad = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/.exec(value);
+        if (bad) {
+          ctx.addIssue({
+            code: "custom",
+            path: [name],
+            message: `env ${name} contains the control character U+${bad[0].charCodeAt(0).toString(16).padStart(4, "0").toUpperCase()}; only tab and newline are accepted`,
+          });
+        }
+      }
+    })
+    .default({}),
   memory: z
     .number()
     .int()
@@ -185,7 +216,17 @@ export const FunctionSpecFields = z.object({
     .describe("a resource preset (Kyma's): fills memory and cpu where they are not given"),
   timeout: duration(30_000, 15 * 60_000).describe("per-invocation timeout"),
   concurrency: z.number().int().min(1).max(1000).optional().describe("requests in flight per instance"),
-  routes: z.array(RouteSchema).max(32).default([]),
+  routes: z
+    .array(RouteSchema)
+    .max(32)
+    .superRefine((routes, ctx) => {
+      const seen = new Set<string>();
+      for (const r of routes) {
+        if (seen.has(r)) ctx.addIssue({ code: "custom", message: `route "${r}" is listed twice` });
+        seen.add(r);
+      }
+    })
+    .default([]),
   scale: ScaleSchema,
   labels: z.record(z.string(), z.string()).default({}),
   annotations: z.record(z.string(), z.string()).default({}),

@@ -5,9 +5,38 @@
  * playwright-core, no browser download); under CI=true a missing Chromium fails the suite.
  */
 import { existsSync } from "node:fs";
-import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Daemon, removeDir, startDaemon } from "../helpers/daemon.js";
+
+/**
+ * The little of playwright-core this test uses. Imported at run time by a name the compiler does not
+ * resolve: worktrees and checkouts whose node_modules predate the dependency still typecheck (the test
+ * itself then fails, as it should, until `npm install`).
+ */
+interface Page {
+  goto(url: string): Promise<{ status(): number } | null>;
+  fill(selector: string, value: string): Promise<void>;
+  click(selector: string): Promise<void>;
+  waitForSelector(selector: string): Promise<unknown>;
+  waitForLoadState(): Promise<void>;
+  waitForFunction(expression: string): Promise<{ jsonValue(): Promise<unknown> }>;
+  evaluate(expression: string): Promise<unknown>;
+  content(): Promise<string>;
+  url(): string;
+  close(): Promise<void>;
+}
+interface BrowserContext {
+  newPage(): Promise<Page>;
+  waitForEvent(event: "page"): Promise<Page>;
+}
+interface Browser {
+  newContext(): Promise<BrowserContext>;
+  close(): Promise<void>;
+}
+const PLAYWRIGHT: string = "playwright-core";
+const { chromium } = (await import(PLAYWRIGHT)) as {
+  chromium: { launch(options: { executablePath: string; args: string[] }): Promise<Browser> };
+};
 
 const CHROMIUM = "/usr/bin/chromium";
 const isCI = process.env.CI === "true";

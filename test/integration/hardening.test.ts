@@ -90,3 +90,28 @@ describe("archive bombs", () => {
     expect(ok.status).toBeLessThan(300);
   });
 });
+
+describe("hostile spec values", () => {
+  const hello = nodeFunction("module.exports = { main: () => 'hi' };");
+
+  it.each([
+    ["a NUL byte in an env value", { env: { GREETING: "a\0b" } }, /GREETING.*control character U\+0000/],
+    ["an escape in an env value", { env: { GREETING: "\x1b[2J" } }, /GREETING.*control character U\+001B/],
+    ["the route /./api", { routes: ["/./api"] }, /empty or dot segment/],
+    ["the route /x/../api", { routes: ["/x/../api"] }, /empty or dot segment/],
+    ["the route //api", { routes: ["//api"] }, /empty or dot segment/],
+    ["a route listed twice", { routes: ["/twice", "/twice"] }, /listed twice/],
+  ])("%s is refused with 400 problem+json and nothing is deployed", async (_what, spec, detail) => {
+    const res = await daemon.api("PUT", "/api/v1/functions/hostile", {
+      runtime: "nodejs20",
+      ...spec,
+      files: hello,
+    });
+    expect(res.status).toBe(400);
+    expect(res.headers["content-type"]).toContain("application/problem+json");
+    expect(res.json()).toMatchObject({ code: "VALIDATION_FAILED" });
+    expect(res.json<{ detail: string }>().detail).toMatch(detail);
+    const got = await daemon.api("GET", "/api/v1/functions/hostile");
+    expect(got.status).toBe(404);
+  });
+});

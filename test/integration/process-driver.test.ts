@@ -204,10 +204,138 @@ describe("process sandbox", () => {
   });
 });
 
+describe("failed starts", () => {
+  it("a spawn that fails synchronously (a NUL byte in env) is a clear error and leaves no run folder or cgroup", async () => {
+    const runDir = join(dataDir, "run-badenv");
+    const driver = driverFactory("run-badenv", {})(() => undefined);
+    onTestFinished(() => driver.dispose());
+    const spec: InstanceSpec = {
+      instanceId: "badenv-1",
+      functionName: "badenv",
+      revisionId: "r1",
+      runtime: "nodejs20",
+      artifactDir: await prepareArtifact({ "handler.js": "exports.main = () => 'x';" }),
+      handler: "handler.main",
+      env: { BROKEN: "a\0b" },
+      memoryMb: 128,
+      timeoutMs: 10_000,
+    };
+    await expect(driver.start(spec)).rejects.toMatchObject({
+      code: "SANDBOX_UNAVAILABLE",
+      message: expect.stringMatching(/Cannot start instance badenv-1.*null bytes/),
+    });
+    expect(await readdir(runDir).catch(() => [])).toEqual([]);
+    const root = await findCgroupRoot();
+    if (root !== undefined) expect(await listCgroups(join(root.base, "funcd", runKey(runDir)))).toEqual([]);
+  });
+});
+
+describe("process limits", () => {
+  const FORKER = `
+const { spawn } = require("node:child_process");
+exports.main = async () => {
+  let started = 0;
+  let failed = null;
+  const kids = [];
+  for (let i = 0; i < 400 && failed === null; i++) {
+    try {
+      const child = spawn("/bin/sleep", ["30"], { stdio: "ignore" });
+      const err = await new Promise((done) => { child.once("spawn", () => done(null)); child.once("error", done); });
+      if (err) failed = err.code;
+      else { kids.push(child); started++; }
+    } catch (err) {
+      failed = err.code;
+    }
+  }
+  for (const child of kids) child.kill("SIGKILL");
+  return { started, failed };
+};`;
+
+  it("an instance cannot start more than 256 processes and threads, and keeps answering", async () => {
+    const driver = driverFactory("run-pids", {})(() => undefined);
+    onTestFinished(() => driver.dispose());
+    const info = await driver.start({
+      instanceId: "forker-1",
+      functionName: "forker",
+      revisionId: "r1",
+      runtime: "nodejs20",
+      artifactDir: await prepareArtifact({ "handler.js": FORKER }),
+      handler: "handler.main",
+      env: {},
+      memoryMb: 1024,
+      timeoutMs: 60_000,
+    });
+    const first = await invokeInstance(info.address, {
+      body: "{}",
+      headers: { "content-type": "application/json" },
+    });
+    expect(first.status).toBe(200);
+    const { started, failed } = JSON.parse(first.text) as { started: number; failed: string | null };
+    expect(failed).toBe("EAGAIN");
+    expect(started).toBeLessThan(256);
+    expect(started).toBeGreaterThan(100);
+    // The instance (and the driver) still work once the children are gone.
+    const again = await invokeInstance(info.address, {
+      body: "{}",
+      headers: { "content-type": "application/json" },
+    });
+    expect(again.status).toBe(200);
+  });
+});
+
+describe("disk limits", () => {
+  const FILLER = `
+const fs = require("node:fs");
+exports.main = async () => {
+  const chunk = Buffer.alloc(1024 * 1024, 120);
+  let written = 0;
+  try {
+    const fd = fs.openSync("/run/funcd/fill", "w");
+    for (let i = 0; i < 64; i++) written += fs.writeSync(fd, chunk);
+    fs.closeSync(fd);
+    return { written, code: null };
+  } catch (err) {
+    return { written, code: err.code };
+  }
+};`;
+
+  itWithBwrap(
+    "an instance filling its socket folder gets ENOSPC at the cap, nothing on the data dir's disk",
+    async () => {
+      const driver = driverFactory("run-disk", {})(() => undefined);
+      onTestFinished(() => driver.dispose());
+      const info = await driver.start({
+        instanceId: "filler-1",
+        functionName: "filler",
+        revisionId: "r1",
+        runtime: "nodejs20",
+        artifactDir: await prepareArtifact({ "handler.js": FILLER }),
+        handler: "handler.main",
+        env: {},
+        memoryMb: 256,
+        timeoutMs: 30_000,
+      });
+      const reply = await invokeInstance(info.address, {
+        body: "{}",
+        headers: { "content-type": "application/json" },
+      });
+      expect(reply.status).toBe(200);
+      const { written, code } = JSON.parse(reply.text) as { written: number; code: string | null };
+      expect(code).toBe("ENOSPC");
+      expect(written).toBeLessThanOrEqual(1024 * 1024);
+      // Where the host sees the folder, it is a tmpfs, not the data dir's disk.
+      const mounts = await readFile("/proc/self/mountinfo", "utf8");
+      expect(mounts).toContain(` ${join(dataDir, "run-disk", "filler-1", "run")} `);
+    },
+  );
+});
+
 // Last, after every case above has cleaned up after itself.
 describe("process driver clean-up", () => {
   it("leaves no instance dirs, processes or cgroups behind", async () => {
-    const runDirs = ["run", "run-plain", "run-sandbox"].map((name) => join(dataDir, name));
+    const runDirs = ["run", "run-plain", "run-sandbox", "run-badenv", "run-pids", "run-disk"].map((name) =>
+      join(dataDir, name),
+    );
     for (const runDir of runDirs) {
       expect(await readdir(runDir).catch(() => [])).toEqual([]);
     }

@@ -86,10 +86,48 @@ export async function findCgroupRoot(): Promise<CgroupRoot | undefined> {
   return undefined;
 }
 
+/** Processes and threads one instance may have at once: the Docker driver's `PidsLimit`, for the same reason. */
+export const DEFAULT_PIDS_LIMIT = 256;
+
+let v1PidsBase: Promise<string | undefined> | undefined;
+
+/**
+ * cgroup v1 keeps the pids controller in a hierarchy of its own: the writable pids cgroup of this process,
+ * under which each instance gets a twin of its memory cgroup (same `funcd/<runKey>/<id>` suffix).
+ */
+function findV1PidsBase(): Promise<string | undefined> {
+  v1PidsBase ??= (async () => {
+    const [mountText, cgroupText] = await Promise.all([
+      readFile("/proc/self/mountinfo", "utf8").catch(() => ""),
+      readFile("/proc/self/cgroup", "utf8").catch(() => ""),
+    ]);
+    const mount = parseMountInfo(mountText).find(
+      (m) => m.fsType === "cgroup" && m.superOptions.includes("pids"),
+    );
+    const own = cgroupText
+      .split("\n")
+      .map((line) => line.split(":"))
+      .find((parts) => parts[1]?.split(",").includes("pids"));
+    if (mount === undefined || own === undefined) return undefined;
+    const base = join(mount.mountPoint, relative(mount.root, own.slice(2).join(":")));
+    return (await writable(base)) ? base : undefined;
+  })();
+  return v1PidsBase;
+}
+
+/** The v1 pids twin of a memory cgroup path under `…/funcd/…`, when a pids hierarchy is writable. */
+async function v1PidsTwin(memoryPath: string): Promise<string | undefined> {
+  const at = memoryPath.lastIndexOf("/funcd/");
+  const base = at < 0 ? undefined : await findV1PidsBase();
+  return base === undefined ? undefined : join(base, memoryPath.slice(at));
+}
+
 async function enableMemoryController(dir: string): Promise<void> {
   const file = join(dir, "cgroup.subtree_control");
   const current = await readFile(file, "utf8");
   if (!current.split(/\s+/).includes("memory")) await writeFile(file, "+memory");
+  // The pids controller where the kernel offers it; without it instances get no process limit (v2 only).
+  if (!current.split(/\s+/).includes("pids")) await writeFile(file, "+pids").catch(() => undefined);
 }
 
 /**
@@ -121,28 +159,42 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** One instance's memory cgroup. */
 export class InstanceCgroup {
+  /** v1: the instance's cgroup in the pids hierarchy (v2 keeps `pids.max` in `path` itself). */
+  #pidsPath: string | undefined;
+
   private constructor(
     readonly version: 1 | 2,
     readonly path: string,
   ) {}
 
-  /** Creates the cgroup and sets its limit; swap is capped too, so the limit cannot be dodged into swap. */
+  /**
+   * Creates the cgroup and sets its limits: memory (swap capped too, so the limit cannot be dodged into
+   * swap) and processes + threads (`pidsLimit`), so a fork bomb stops at the limit with EAGAIN.
+   */
   static async create(
     version: 1 | 2,
     parent: string,
     name: string,
     limitBytes: number,
+    pidsLimit = DEFAULT_PIDS_LIMIT,
   ): Promise<InstanceCgroup> {
     const path = join(parent, name);
     await mkdir(path);
     const cgroup = new InstanceCgroup(version, path);
     try {
       if (version === 2) {
+        await writeFile(join(path, "pids.max"), String(pidsLimit)).catch(ignoreMissing);
         await writeFile(join(path, "memory.max"), String(limitBytes));
         await writeFile(join(path, "memory.swap.max"), "0").catch(ignoreMissing);
         // Kill the whole instance at once rather than leave a runtime without the child it just lost.
         await writeFile(join(path, "memory.oom.group"), "1").catch(ignoreMissing);
       } else {
+        const pids = await v1PidsTwin(path);
+        if (pids !== undefined) {
+          await mkdir(pids, { recursive: true });
+          cgroup.#pidsPath = pids;
+          await writeFile(join(pids, "pids.max"), String(pidsLimit));
+        }
         await writeFile(join(path, "memory.limit_in_bytes"), String(limitBytes));
         // memsw (memory + swap) exists only with swap accounting; it must be set after the plain limit.
         await writeFile(join(path, "memory.memsw.limit_in_bytes"), String(limitBytes)).catch(ignoreMissing);
@@ -165,8 +217,18 @@ export class InstanceCgroup {
    * Exit code 125 with the `funcd:` line on stderr means the move failed.
    */
   wrap(argv: string[]): string[] {
-    const script = `echo $$ > "$0/cgroup.procs" || { echo "funcd: cannot enter cgroup $0" >&2; exit 125; }; exec "$@"`;
-    return ["/bin/sh", "-c", script, this.path, ...argv];
+    const enter = (dir: string) =>
+      `echo $$ > "${dir}/cgroup.procs" || { echo "funcd: cannot enter cgroup ${dir}" >&2; exit 125; }`;
+    if (this.#pidsPath === undefined)
+      return ["/bin/sh", "-c", `${enter("$0")}; exec "$@"`, this.path, ...argv];
+    return [
+      "/bin/sh",
+      "-c",
+      `${enter("$0")}; ${enter("$1")}; shift; exec "$@"`,
+      this.path,
+      this.#pidsPath,
+      ...argv,
+    ];
   }
 
   /** True when the kernel's OOM killer killed a process of this cgroup. */
@@ -196,11 +258,17 @@ export class InstanceCgroup {
     }
   }
 
-  /** Removes the cgroup; retries briefly because exiting processes leave it a moment after their exit. */
+  /** Removes the cgroup (and its v1 pids twin); retries briefly: exiting processes leave it a moment late. */
   async remove(): Promise<void> {
+    await this.#removeDir(this.path);
+    const pids = this.#pidsPath ?? (this.version === 1 ? await v1PidsTwin(this.path) : undefined);
+    if (pids !== undefined) await this.#removeDir(pids);
+  }
+
+  async #removeDir(dir: string): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
-        await rmdir(this.path);
+        await rmdir(dir);
         return;
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;

@@ -3,7 +3,6 @@
  * watchdog where there is no cgroup, and the wait for readiness — for a function or, generic, for the pool.
  */
 import { spawn } from "node:child_process";
-import { rm } from "node:fs/promises";
 import { FuncdError, messageOf } from "../../shared/errors.js";
 import { systemLine } from "../common/instance-lines.js";
 import { waitUntilReady } from "../common/readiness.js";
@@ -17,7 +16,7 @@ import { buildLaunch } from "./launch.js";
 import { type InstanceCgroup, RssWatchdog } from "./memory.js";
 import { createInstanceCgroup, type MemoryPlan, type SandboxPlan } from "./plans.js";
 import { readStat } from "./proctree.js";
-import { instancePaths, prepareInstanceDir, writeMeta, writePid } from "./rundir.js";
+import { instancePaths, prepareInstanceDir, removeInstanceDir, writeMeta, writePid } from "./rundir.js";
 import { isRoot, uidFor } from "./sandbox.js";
 import type { RuntimeTemplate } from "./template.js";
 
@@ -72,6 +71,11 @@ export async function launchInstance(
   const releaseSlotUid = () => host.poolUids.release(slotUid);
   const limitBytes = spec.memoryMb * 1024 * 1024;
   let cgroup: InstanceCgroup | undefined;
+  const undoPrepare = async () => {
+    releaseSlotUid();
+    await cgroup?.remove().catch(() => undefined);
+    await removeInstanceDir(paths.dir).catch(() => undefined);
+  };
   try {
     const prefix = "interpreter" in template.program ? template.program.interpreter.prefix : undefined;
     const reachable = prefix === undefined ? [template.dir] : [template.dir, prefix];
@@ -81,7 +85,7 @@ export async function launchInstance(
         : generic
           ? { grant: host.access, uid, reachable }
           : { grant: host.access, uid, reachable, readable: spec.artifactDir };
-    await prepareInstanceDir(paths, access, generic);
+    await prepareInstanceDir(paths, access, generic, sandbox.kind === "bwrap");
     if (memory.kind === "cgroup") cgroup = await createInstanceCgroup(memory, spec.instanceId, limitBytes);
     await writeMeta(paths.meta, {
       instanceId: spec.instanceId,
@@ -93,27 +97,34 @@ export async function launchInstance(
       ...(generic ? { generic: spec.runtime } : {}),
     });
   } catch (err) {
-    releaseSlotUid();
-    await cgroup?.remove().catch(() => undefined);
-    await rm(paths.dir, { recursive: true, force: true }).catch(() => undefined);
+    await undoPrepare();
     throw err;
   }
 
-  const { argv, env, cwd } = buildLaunch({ spec, template, sandbox, paths, uid, cgroup, generic });
-  const child = spawn(argv[0] as string, argv.slice(1), {
-    env,
-    cwd,
-    stdio: ["ignore", "pipe", "pipe"],
-    // Its own process group, so stop() can signal everything the runtime spawned (without bwrap).
-    detached: true,
-  });
-  if (child.pid === undefined) {
-    const err = await new Promise<Error>((resolve) => child.once("error", resolve));
-    releaseSlotUid();
-    await cgroup?.remove().catch(() => undefined);
-    await rm(paths.dir, { recursive: true, force: true });
-    throw new FuncdError("SANDBOX_UNAVAILABLE", `Cannot run ${argv[0]}: ${messageOf(err)}`, { cause: err });
+  // spawn() throws synchronously for some bad input (a NUL byte in env or argv) and reports others (ENOENT,
+  // EACCES) as an "error" event with no pid: both get the same clean-up as any failed start.
+  let child: ReturnType<typeof spawn>;
+  let argv0 = "";
+  try {
+    const { argv, env, cwd } = buildLaunch({ spec, template, sandbox, paths, uid, cgroup, generic });
+    argv0 = argv[0] as string;
+    child = spawn(argv0, argv.slice(1), {
+      env,
+      cwd,
+      stdio: ["ignore", "pipe", "pipe"],
+      // Its own process group, so stop() can signal everything the runtime spawned (without bwrap).
+      detached: true,
+    });
+    if (child.pid === undefined) throw await new Promise<Error>((resolve) => child.once("error", resolve));
+  } catch (err) {
+    await undoPrepare();
+    throw new FuncdError(
+      "SANDBOX_UNAVAILABLE",
+      `Cannot start instance ${spec.instanceId}${argv0 ? ` (${argv0})` : ""}: ${messageOf(err)}`,
+      { cause: err },
+    );
   }
+  if (child.pid === undefined) throw new Error("unreachable: spawn without a pid");
   const spawned = performance.now();
   const genericState = generic
     ? { runtime: spec.runtime, memoryMb: spec.memoryMb, bootEnv: template.bootEnv }
