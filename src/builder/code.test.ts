@@ -98,3 +98,11 @@ describe("archive bombs", () => {
     expect(String(err)).toMatch(/times its compressed size/);
   });
 });
+
+describe("file and folder clashes", () => {
+  it("refuses a files map where one path is both a file and a folder, naming it", () => {
+    expect(() =>
+      filesFromMap({ lib: "x", "lib/util.js": "y", "handler.js": "z" }, { maxBytes: 100 }),
+    ).toThrow(/"lib" is both a file and a folder/);
+  });
+});

@@ -221,6 +221,19 @@ function checkCount(files: CodeFile[], limits: IntakeLimits): CodeFile[] {
       "PAYLOAD_TOO_LARGE",
       `The code has ${files.length} files; at most ${max} are accepted`,
     );
+  // "lib" and "lib/x.js" cannot both exist on disk: say so here rather than fail later writing the artifact.
+  const paths = new Set(files.map((f) => f.path));
+  for (const f of files) {
+    const parts = f.path.split("/");
+    for (let i = 1; i < parts.length; i++) {
+      const folder = parts.slice(0, i).join("/");
+      if (paths.has(folder))
+        throw new FuncdError(
+          "INVALID_ARCHIVE",
+          `"${folder}" is both a file and a folder in the code (as "${folder}" and in "${f.path}")`,
+        );
+    }
+  }
   return files.sort((a, b) => (a.path < b.path ? -1 : 1));
 }
 

@@ -559,7 +559,8 @@ function withoutHopByHop(headers: Record<string, string | string[]>): Record<str
 
 /** The header names a `Connection` header lists: hop-by-hop for this connection only (RFC 9110 §7.6.1). */
 function connectionNamed(value: string | string[] | undefined): Set<string> | undefined {
-  if (value === undefined) return undefined;
+  // The common values name no header: no Set per request on the hot path for them.
+  if (value === undefined || value === "keep-alive" || value === "close") return undefined;
   const names = new Set<string>();
   for (const part of (Array.isArray(value) ? value.join(",") : value).split(",")) {
     const name = part.trim().toLowerCase();

@@ -7,7 +7,7 @@
 export const ERRORS = {
   BAD_REQUEST: { status: 400, title: "Bad request" },
   VALIDATION_FAILED: { status: 400, title: "The request does not match the schema" },
-  INVALID_NAME: { status: 400, title: "Invalid function name" },
+  INVALID_NAME: { status: 400, title: "Invalid name" },
   UNKNOWN_RUNTIME: { status: 400, title: "Unknown runtime" },
   INVALID_ARCHIVE: { status: 400, title: "Invalid code archive" },
   INVALID_CALLBACK_URL: { status: 400, title: "Invalid callback URL" },

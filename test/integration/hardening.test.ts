@@ -115,3 +115,23 @@ describe("hostile spec values", () => {
     expect(got.status).toBe(404);
   });
 });
+
+describe("error shapes", () => {
+  it("a bad secret name is not called a function name", async () => {
+    const res = await daemon.api("PUT", "/api/v1/secrets/Bad!Name", { value: "x" });
+    expect(res.status).toBe(400);
+    expect(res.headers["content-type"]).toContain("application/problem+json");
+    expect(res.json<{ title: string }>().title).not.toMatch(/function/i);
+  });
+
+  it("a files map with a file/folder clash is a 400 naming the path, without internal paths", async () => {
+    const res = await daemon.api("PUT", "/api/v1/functions/clash", {
+      runtime: "nodejs20",
+      files: { "handler.js": "module.exports = { main: () => 1 };", lib: "x", "lib/a.js": "y" },
+    });
+    expect(res.status).toBe(400);
+    expect(res.json()).toMatchObject({ code: "INVALID_ARCHIVE" });
+    expect(res.text).not.toContain(daemon.dataDir);
+    expect(res.text).not.toContain("EEXIST");
+  });
+});
