@@ -114,6 +114,15 @@ describe("QueueIntake", () => {
   it("commits requests that arrive while a commit runs together in the next one", async () => {
     // Raw sockets, all connected first and written in one go, so the requests arrive together.
     const { port } = server.address() as AddressInfo;
+    // Wait until the server has accepted every connection (not a fixed sleep: under load accepting can lag), so
+    // that all the requests are readable in the same loop turn.
+    let accepted = 0;
+    const allAccepted = new Promise<void>((resolve) => {
+      server.on("connection", () => {
+        accepted += 1;
+        if (accepted === 40) resolve();
+      });
+    });
     const sockets = await Promise.all(
       Array.from(
         { length: 40 },
@@ -133,7 +142,7 @@ describe("QueueIntake", () => {
           });
         }),
     );
-    await new Promise((resolve) => setTimeout(resolve, 50)); // let the server accept them all
+    await allAccepted;
     for (const socket of sockets) {
       socket.write("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx");
     }
