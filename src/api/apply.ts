@@ -1,10 +1,13 @@
 import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
+import { stringify } from "yaml";
 import { z } from "zod";
 import type { Applier } from "../deploy/apply.js";
 import type { Deployer } from "../deploy/deployer.js";
 import { FUNCTION_NAME } from "../deploy/spec.js";
+import { toKubernetes, toKyma } from "../manifests/kubernetes.js";
 import type { Fleet } from "../scaler/fleet.js";
+import { FuncdError } from "../shared/errors.js";
 import type { Store } from "../store/types.js";
 import { respondWithProgress } from "./progress.js";
 import { deployView } from "./views.js";
@@ -83,6 +86,71 @@ export function applyRoutes(applier: Applier, deps: { deployer: Deployer; store:
           (onProgress) => deps.deployer.sync(request.params.name, onProgress),
           (result) => ({ status: 200, body: deployView(result, deps.store, deps.fleet) }),
         ),
+    );
+
+    app.get(
+      "/api/v1/functions/:name/export",
+      {
+        schema: {
+          tags: ["functions"],
+          summary: "A function as Kubernetes objects, a Kyma Function or a funcd Function (YAML in `yaml`)",
+          params: z.object({ name: z.string().regex(FUNCTION_NAME, "not a valid function name") }),
+          querystring: z.object({
+            format: z.enum(["kubernetes", "kyma", "funcd"]).default("kubernetes"),
+            keda: z.enum(["true", "false"]).default("false"),
+            includeSecretValues: z.enum(["true", "false"]).default("false"),
+          }),
+        },
+      },
+      async (request) => {
+        const { store } = deps;
+        const fn = store.functions.get(request.params.name);
+        if (!fn) throw new FuncdError("FUNCTION_NOT_FOUND", `No function named "${request.params.name}"`);
+        const revision = fn.activeRevision ? store.revisions.get(fn.activeRevision) : undefined;
+        const { format } = request.query;
+        if (format === "kubernetes") {
+          const secretValues =
+            request.query.includeSecretValues === "true"
+              ? Object.fromEntries(
+                  (fn.spec.secrets ?? []).map((s) => [s, store.secrets.value(s)?.toString("utf8") ?? ""]),
+                )
+              : undefined;
+          const { objects, notes } = toKubernetes(
+            { name: fn.name, spec: fn.spec, image: revision?.image ?? null },
+            { keda: request.query.keda === "true", ...(secretValues ? { secretValues } : {}) },
+          );
+          return { format, objects, notes, yaml: objects.map((o) => stringify(o)).join("---\n") };
+        }
+        const files: Record<string, string> = {};
+        for (const entry of revision?.files ?? []) {
+          const data = store.blobs.get(entry.hash);
+          if (data) files[entry.path] = data.toString("utf8");
+        }
+        if (format === "kyma") {
+          const { object, problem } = toKyma({ name: fn.name, spec: fn.spec, files });
+          if (!object) throw new FuncdError("BAD_REQUEST", problem ?? "cannot export");
+          return { format, objects: [object], notes: [], yaml: stringify(object) };
+        }
+        // Durations as text: a bare number in a spec means seconds.
+        const { name: _n, ...stored } = fn.spec;
+        const spec = {
+          ...stored,
+          timeout: `${stored.timeout}ms`,
+          scale: {
+            ...stored.scale,
+            idleTimeout: `${stored.scale.idleTimeout}ms`,
+            stableWindow: `${stored.scale.stableWindow}ms`,
+            panicWindow: `${stored.scale.panicWindow}ms`,
+          },
+        };
+        const object = {
+          apiVersion: "funcd.dev/v1",
+          kind: "Function",
+          metadata: { name: fn.name },
+          spec: spec.source?.git ? spec : { ...spec, source: { inline: { files } } },
+        };
+        return { format, objects: [object], notes: [], yaml: stringify(object) };
+      },
     );
   };
 }

@@ -11,6 +11,7 @@ import { register as deploy } from "./verbs/deploy.js";
 import { register as describe } from "./verbs/describe.js";
 import { register as dlq } from "./verbs/dlq.js";
 import { register as executions } from "./verbs/executions.js";
+import { register as exportVerb } from "./verbs/export.js";
 import { register as images } from "./verbs/images.js";
 import { register as invoke } from "./verbs/invoke.js";
 import { register as list } from "./verbs/list.js";
@@ -30,6 +31,7 @@ const VERBS = [
   up,
   apply,
   sync,
+  exportVerb,
   invoke,
   list,
   describe,

@@ -3,10 +3,14 @@
  * descriptions, unchanged) are applied, each function answers, a second apply changes nothing, an invalid
  * file applies nothing, --strict refuses ignored fields, and --prune removes what left the file.
  */
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { Deployment } from "kubernetes-models/apps/v1/Deployment";
+import { HorizontalPodAutoscaler } from "kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler";
+import { Service } from "kubernetes-models/v1/Service";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseAllDocuments } from "yaml";
 import { type Daemon, ROOT, removeDir, startDaemon } from "../helpers/daemon.js";
 
 const EXAMPLES = path.join(ROOT, "examples", "portability");
@@ -92,6 +96,54 @@ describe("funcd apply with the portability examples, unchanged", () => {
       ["kyma-orders", "unchanged"],
       ["kyma-py", "unchanged"],
     ]);
+  });
+});
+
+describe("export and round trips", () => {
+  it("funcd get -o yaml --format kyma, applied again, is the same revision", async () => {
+    const before = (await daemon.api("GET", "/api/v1/functions/kyma-orders")).json<{
+      activeRevision: { id: string };
+    }>();
+    const got = await daemon.cli(["get", "kyma-orders", "-o", "yaml", "--format", "kyma"]);
+    expect(got.code, got.stderr).toBe(0);
+    expect(got.stdout).toContain("serverless.kyma-project.io/v1alpha2");
+    const file = path.join(scratch, "exported-kyma.yaml");
+    writeFileSync(file, got.stdout);
+    const res = await applyJson(["-f", file]);
+    expect(res.code, res.stderr).toBe(0);
+    const item = (res.parsed as { items: (ApplyItemView & { revision: { id: string } })[] }).items[0];
+    expect(item?.revision.id).toBe(before.activeRevision.id);
+  });
+
+  it("funcd get --format funcd, applied again, is the same revision", async () => {
+    const before = (await daemon.api("GET", "/api/v1/functions/kubeless-hello")).json<{
+      activeRevision: { id: string };
+    }>();
+    const got = await daemon.cli(["get", "kubeless-hello", "-o", "yaml"]);
+    expect(got.code, got.stderr).toBe(0);
+    const file = path.join(scratch, "exported-funcd.yaml");
+    writeFileSync(file, got.stdout);
+    const res = await applyJson(["-f", file]);
+    expect(res.code, res.stderr).toBe(0);
+    const item = (res.parsed as { items: (ApplyItemView & { revision: { id: string } })[] }).items[0];
+    expect(item?.revision.id).toBe(before.activeRevision.id);
+  });
+
+  it("funcd export kubernetes writes objects that pass the Kubernetes schemas, and says what is missing", async () => {
+    const dir = path.join(scratch, "k8s");
+    const res = await daemon.cli(["export", "kubernetes", "kyma-orders", "of-node", "-o", dir]);
+    expect(res.code, res.stderr).toBe(0);
+    expect(res.stderr).toContain("has no image");
+    expect(res.stderr).toContain("kubectl create secret generic kyma-orders-secrets");
+    for (const name of ["kyma-orders", "of-node"]) {
+      const docs = parseAllDocuments(readFileSync(path.join(dir, `${name}.yaml`), "utf8")).map(
+        (d) => d.toJS() as { kind: string },
+      );
+      expect(docs.map((d) => d.kind)).toEqual(["Deployment", "Service", "HorizontalPodAutoscaler"]);
+      expect(() => new Deployment(docs[0] as never).validate()).not.toThrow();
+      expect(() => new Service(docs[1] as never).validate()).not.toThrow();
+      expect(() => new HorizontalPodAutoscaler(docs[2] as never).validate()).not.toThrow();
+    }
   });
 });
 

@@ -364,7 +364,10 @@ export class SwarmDriver implements Driver {
         const tasks = byService.get(inst.serviceId) ?? [];
         const task = tasks.find((t) => t.ID === inst.taskId) ?? (inst.taskId ? undefined : newestTask(tasks));
         if (task === undefined) {
-          if (inst.taskId !== undefined) this.end(inst, undefined);
+          // Its task is gone — or, stopped before the scheduler made one, it never had one.
+          const stopped =
+            inst.stopDeadline !== undefined && (tasks.length === 0 || Date.now() > inst.stopDeadline);
+          if (inst.taskId !== undefined || stopped) this.end(inst, undefined);
           continue;
         }
         inst.taskId = task.ID;
