@@ -45,8 +45,27 @@ export function toFuncdError(err: unknown): FuncdError {
   return new FuncdError("INTERNAL", `Internal error: ${messageOf(err)}`, { cause: err });
 }
 
-/** Installs problem+json error and not-found handlers. */
+/** A route's path pattern as a regular expression over concrete paths (`:name` → one segment, `*` → any). */
+function patternOf(url: string): RegExp {
+  const body = url
+    .split("/")
+    .map((seg) =>
+      seg === "*" ? ".*" : seg.startsWith(":") ? "[^/]+" : seg.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"),
+    )
+    .join("/");
+  return new RegExp(`^${body}/?$`);
+}
+
+/**
+ * Installs problem+json error and not-found handlers. A path that exists with other methods answers
+ * 405 with `Allow` (what docs/errors.md promises) rather than 404.
+ */
 export function installProblemHandlers(app: FastifyInstance): void {
+  const routes: { pattern: RegExp; methods: string[] }[] = [];
+  app.addHook("onRoute", (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    routes.push({ pattern: patternOf(route.url), methods: methods.map(String) });
+  });
   app.setErrorHandler((err, request, reply) => {
     const error = toFuncdError(err);
     if (error.status >= 500) request.log.error({ err }, "request failed");
@@ -54,6 +73,16 @@ export function installProblemHandlers(app: FastifyInstance): void {
     return reply.code(error.status).type("application/problem+json").send(error.toProblem(request.url));
   });
   app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split("?")[0] ?? "";
+    const allowed = new Set(routes.filter((r) => r.pattern.test(path)).flatMap((r) => r.methods));
+    if (allowed.size > 0 && !allowed.has(request.method)) {
+      const error = new FuncdError(
+        "METHOD_NOT_ALLOWED",
+        `${path} does not take ${request.method}; it takes ${[...allowed].join(", ")}`,
+      );
+      reply.header("allow", [...allowed].join(", "));
+      return reply.code(405).type("application/problem+json").send(error.toProblem(request.url));
+    }
     const error = new FuncdError("NOT_FOUND", `Nothing at ${request.method} ${request.url.split("?")[0]}`);
     return reply.code(404).type("application/problem+json").send(error.toProblem(request.url));
   });

@@ -135,3 +135,15 @@ describe("error shapes", () => {
     expect(res.text).not.toContain("EEXIST");
   });
 });
+
+describe("methods", () => {
+  it("a method an API path does not take is a 405 problem+json with Allow", async () => {
+    const res = await daemon.api("PATCH", "/api/v1/functions");
+    expect(res.status).toBe(405);
+    expect(res.headers["content-type"]).toContain("application/problem+json");
+    expect(res.json()).toMatchObject({ code: "METHOD_NOT_ALLOWED" });
+    expect(String(res.headers.allow)).toContain("GET");
+    const one = await daemon.api("POST", "/api/v1/functions/some-name/not-a-thing");
+    expect(one.status).toBe(404);
+  });
+});
