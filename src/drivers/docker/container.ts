@@ -5,11 +5,13 @@
  * removal takes a while, and the fleet must hear of a crash before its health check finds the
  * instance dead and calls it unhealthy).
  */
+
 import { rm } from "node:fs/promises";
 import type Docker from "dockerode";
 import { messageOf } from "../../shared/errors.js";
 import { announceExit, type DriverListener } from "../common/exit-events.js";
 import { type LineHost, outputLine, systemLine } from "../common/instance-lines.js";
+import { kernelLoggedOomKill } from "../common/kernel-oom.js";
 import type { ExitReason, InstanceExit, InstanceInfo, InstanceSpec } from "../driver.js";
 import { LastLines } from "../process/output.js";
 import { type FollowFrom, followOutput } from "./logs.js";
@@ -198,6 +200,10 @@ async function recordExit(
     () => undefined,
   );
   inst.oomKilled = state?.OOMKilled === true;
+  // A SIGKILL nobody here asked for: the engine may have missed an OOM kill that the kernel logged.
+  if (!inst.oomKilled && code === 137 && !inst.stopRequested) {
+    inst.oomKilled = (await kernelLoggedOomKill(inst.container.id)) === true;
+  }
   await Promise.race([inst.drained, new Promise((resolve) => setTimeout(resolve, OUTPUT_DRAIN_MS))]);
   inst.follow.abort();
   const unasked = exitReason(code, inst.oomKilled);
