@@ -283,57 +283,10 @@ exports.main = async () => {
   });
 });
 
-describe("disk limits", () => {
-  const FILLER = `
-const fs = require("node:fs");
-exports.main = async () => {
-  const chunk = Buffer.alloc(1024 * 1024, 120);
-  let written = 0;
-  try {
-    const fd = fs.openSync("/run/funcd/fill", "w");
-    for (let i = 0; i < 64; i++) written += fs.writeSync(fd, chunk);
-    fs.closeSync(fd);
-    return { written, code: null };
-  } catch (err) {
-    return { written, code: err.code };
-  }
-};`;
-
-  itWithBwrap(
-    "an instance filling its socket folder gets ENOSPC at the cap, nothing on the data dir's disk",
-    async () => {
-      const driver = driverFactory("run-disk", {})(() => undefined);
-      onTestFinished(() => driver.dispose());
-      const info = await driver.start({
-        instanceId: "filler-1",
-        functionName: "filler",
-        revisionId: "r1",
-        runtime: "nodejs20",
-        artifactDir: await prepareArtifact({ "handler.js": FILLER }),
-        handler: "handler.main",
-        env: {},
-        memoryMb: 256,
-        timeoutMs: 30_000,
-      });
-      const reply = await invokeInstance(info.address, {
-        body: "{}",
-        headers: { "content-type": "application/json" },
-      });
-      expect(reply.status).toBe(200);
-      const { written, code } = JSON.parse(reply.text) as { written: number; code: string | null };
-      expect(code).toBe("ENOSPC");
-      expect(written).toBeLessThanOrEqual(1024 * 1024);
-      // Where the host sees the folder, it is a tmpfs, not the data dir's disk.
-      const mounts = await readFile("/proc/self/mountinfo", "utf8");
-      expect(mounts).toContain(` ${join(dataDir, "run-disk", "filler-1", "run")} `);
-    },
-  );
-});
-
 // Last, after every case above has cleaned up after itself.
 describe("process driver clean-up", () => {
   it("leaves no instance dirs, processes or cgroups behind", async () => {
-    const runDirs = ["run", "run-plain", "run-sandbox", "run-badenv", "run-pids", "run-disk"].map((name) =>
+    const runDirs = ["run", "run-plain", "run-sandbox", "run-badenv", "run-pids"].map((name) =>
       join(dataDir, name),
     );
     for (const runDir of runDirs) {

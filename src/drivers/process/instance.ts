@@ -3,6 +3,7 @@
  * signals (stop's SIGTERM, the SIGKILL after it), and the exit — recorded, cleaned up, announced.
  */
 import type { ChildProcess } from "node:child_process";
+import { rm } from "node:fs/promises";
 import { announceExit, type DriverListener } from "../common/exit-events.js";
 import { type LineHost, outputLine, systemLine } from "../common/instance-lines.js";
 import type { InstanceExit, InstanceInfo, InstanceSpec } from "../driver.js";
@@ -10,7 +11,7 @@ import { describeExit, exitReason } from "./exit.js";
 import type { InstanceCgroup, RssWatchdog } from "./memory.js";
 import { LastLines, parseTagged, readLines } from "./output.js";
 import { processTree, readStat, signalAll, signalGroup } from "./proctree.js";
-import { type instancePaths, removeInstanceDir } from "./rundir.js";
+import type { instancePaths } from "./rundir.js";
 import type { PoolUids } from "./sandbox.js";
 
 /** How long to wait for an exited instance's last output before reporting without it. */
@@ -156,7 +157,7 @@ async function recordExit(
   await inst.cgroup?.remove().catch((err: unknown) => {
     host.logger.warn({ err, cgroup: inst.cgroup?.path }, "cannot remove an instance cgroup");
   });
-  await removeInstanceDir(inst.paths.dir).catch(() => undefined);
+  await rm(inst.paths.dir, { recursive: true, force: true }).catch(() => undefined);
   inst.info.state = reason === "stopped" || reason === "exited" ? "stopped" : "failed";
   inst.info.exit = exit;
   // Keyed by its current id (a specialized instance was re-keyed); a newer entry is left alone.

@@ -4,7 +4,7 @@
  *
  *   meta.json   written before the spawn: who the instance is and which cgroup it uses (daemon-only, 0600)
  *   pid         written after the spawn: `<pid> <start time>` of the instance's first process (0600)
- *   run/        the instance's socket dir, owned by its uid and mounted writable at /run/funcd; with bwrap and root a 1 MiB tmpfs of its own
+ *   run/        the instance's socket dir, owned by its uid and mounted writable at /run/funcd
  *   run/sock    the runtime's unix socket
  *   function-slot/  generic (warm pool) instances only: root 0755, empty until specialization fills it
  *               with the function's files; mounted read-only at /function in place of an artifact dir
@@ -12,11 +12,9 @@
  * The bookkeeping files sit beside `run/`, not inside it, so the function cannot rewrite the pid a
  * later reconcile will kill.
  */
-import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { chmod, chown, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { promisify } from "node:util";
 import type { UidAccess } from "./access.js";
 import { InstanceCgroup } from "./memory.js";
 import {
@@ -93,12 +91,10 @@ export async function prepareInstanceDir(
   paths: ReturnType<typeof instancePaths>,
   access: InstanceAccess | undefined,
   slot = false,
-  capSocketDir = false,
 ): Promise<void> {
   // A dir of the same name is a leftover of a crashed daemon whose reconcile has not run yet.
-  await removeInstanceDir(paths.dir);
+  await rm(paths.dir, { recursive: true, force: true });
   await mkdir(paths.socketDir, { recursive: true, mode: 0o700 });
-  if (capSocketDir && access !== undefined) await mountSocketTmpfs(paths.socketDir, access.uid);
   if (slot) {
     await mkdir(paths.slotDir, { mode: 0o755 });
     // Whatever the umask did: the instance must be able to list and read its future code.
@@ -120,32 +116,6 @@ export async function writeMeta(path: string, meta: InstanceMeta): Promise<void>
 
 export async function writePid(path: string, pid: number, startTime: number | undefined): Promise<void> {
   await writeFile(path, `${pid} ${startTime ?? ""}\n`, { mode: 0o600 });
-}
-
-/** Size cap of an instance's socket folder: it holds one socket, and must not be a way to fill a disk. */
-export const SOCKET_DIR_BYTES = 1024 * 1024;
-
-const run = promisify(execFile);
-
-/**
- * The socket folder is the one writable folder of the sandbox on the host's disk (the data dir's, which
- * SQLite needs); a capped tmpfs of its own keeps what the instance writes there off that disk. Node has no
- * mount(2) binding, hence mount(8). Needs root, which the uid drop this runs with implies.
- */
-async function mountSocketTmpfs(dir: string, uid: number): Promise<void> {
-  const options = `size=${SOCKET_DIR_BYTES},nr_inodes=64,mode=0700,uid=${uid},gid=${uid},nosuid,nodev,noexec`;
-  await run("mount", ["-t", "tmpfs", "-o", options, "funcd-sock", dir]);
-}
-
-/** Removes an instance dir, unmounting its socket folder's tmpfs first when it has one. */
-export async function removeInstanceDir(dir: string): Promise<void> {
-  const socketDir = join(dir, "run");
-  const mounts = await readFile("/proc/self/mountinfo", "utf8").catch(() => "");
-  if (mounts.includes(` ${socketDir} `)) {
-    // Lazy: a process of the instance that is still exiting must not keep the folder (and its dir) alive.
-    await run("umount", ["-l", socketDir]).catch(() => undefined);
-  }
-  await rm(dir, { recursive: true, force: true });
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -184,5 +154,5 @@ export async function removeLeftover(dir: string): Promise<void> {
     await cgroup.kill();
     await cgroup.remove().catch(() => undefined);
   }
-  await removeInstanceDir(dir);
+  await rm(dir, { recursive: true, force: true });
 }

@@ -3,6 +3,7 @@
  * watchdog where there is no cgroup, and the wait for readiness — for a function or, generic, for the pool.
  */
 import { spawn } from "node:child_process";
+import { rm } from "node:fs/promises";
 import { FuncdError, messageOf } from "../../shared/errors.js";
 import { systemLine } from "../common/instance-lines.js";
 import { waitUntilReady } from "../common/readiness.js";
@@ -16,7 +17,7 @@ import { buildLaunch } from "./launch.js";
 import { type InstanceCgroup, RssWatchdog } from "./memory.js";
 import { createInstanceCgroup, type MemoryPlan, type SandboxPlan } from "./plans.js";
 import { readStat } from "./proctree.js";
-import { instancePaths, prepareInstanceDir, removeInstanceDir, writeMeta, writePid } from "./rundir.js";
+import { instancePaths, prepareInstanceDir, writeMeta, writePid } from "./rundir.js";
 import { isRoot, uidFor } from "./sandbox.js";
 import type { RuntimeTemplate } from "./template.js";
 
@@ -74,7 +75,7 @@ export async function launchInstance(
   const undoPrepare = async () => {
     releaseSlotUid();
     await cgroup?.remove().catch(() => undefined);
-    await removeInstanceDir(paths.dir).catch(() => undefined);
+    await rm(paths.dir, { recursive: true, force: true }).catch(() => undefined);
   };
   try {
     const prefix = "interpreter" in template.program ? template.program.interpreter.prefix : undefined;
@@ -85,7 +86,7 @@ export async function launchInstance(
         : generic
           ? { grant: host.access, uid, reachable }
           : { grant: host.access, uid, reachable, readable: spec.artifactDir };
-    await prepareInstanceDir(paths, access, generic, sandbox.kind === "bwrap");
+    await prepareInstanceDir(paths, access, generic);
     if (memory.kind === "cgroup") cgroup = await createInstanceCgroup(memory, spec.instanceId, limitBytes);
     await writeMeta(paths.meta, {
       instanceId: spec.instanceId,
